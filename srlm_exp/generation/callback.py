@@ -1,0 +1,139 @@
+"""The generation and judging phase of a self-rewarding iteration, as a Lightning callback.
+
+Attached to the Trainer that trains M(t), it runs when the fit ends and writes AIFT(M(t)), the
+training data of M(t+1), into the next iteration's directory: prompts.jsonl -> candidates.jsonl
+(N samples per prompt, each judged K times, raw judgments kept) -> pairs.jsonl + stats.json.
+Each file is a phase: written completely or not at all, and read back instead of redone when a
+stopped job is rerun.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pytorch_lightning as pl
+
+from srlm_exp.artifacts import read_jsonl, write_json, write_jsonl
+from srlm_exp.evaluation.metrics import pearson
+from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
+from srlm_exp.pairs.rules import summarize_drops
+
+log = logging.getLogger(__name__)
+
+
+class SelfRewardCallback(pl.Callback):
+    def __init__(self, n_candidates: int = 4, temperature: float = 0.7, top_p: float = 0.9,
+                 max_new_tokens: int = 32, batch_size: int = 64):
+        if n_candidates < 2:
+            raise ValueError(f"callbacks.self_reward.n_candidates must be >= 2 to form pairs, got {n_candidates}")
+        self.n_candidates = n_candidates
+        self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.batch_size = batch_size
+        self.ctx: dict[str, Any] | None = None
+
+    def bind(self, *, out_dir: Path, iteration: int, tokenizer, prompt_source, judge, pair_rule: Callable,
+             seed_data, earlier_prompts: Sequence[str], seed: int, timings: dict) -> "SelfRewardCallback":
+        """Tell the callback which iteration's data it makes (the pipeline calls this per stage)."""
+        self.ctx = dict(out_dir=Path(out_dir), iteration=iteration, tokenizer=tokenizer, prompt_source=prompt_source,
+                        judge=judge, pair_rule=pair_rule, seed_data=seed_data, earlier=list(earlier_prompts),
+                        seed=seed, timings=timings)
+        return self
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.ctx is not None and trainer.is_global_zero:
+            self.run(pl_module.model)
+
+    # --- the phase, callable directly when a resumed job skips training ----------------------------
+    def run(self, model) -> dict:
+        c = self.ctx
+        assert c is not None, "SelfRewardCallback.bind() must be called before run()"
+        out: Path = c["out_dir"]
+        out.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(f"self-reward:{c['seed']}:{c['iteration']}")
+        tok, judge, timings = c["tokenizer"], c["judge"], c["timings"]
+
+        if (out / "prompts.jsonl").exists():
+            prompts = [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
+        else:
+            t0 = time.time()
+            prompts = c["prompt_source"].produce(model, tok, c["seed_data"].seed_instructions(), c["earlier"], rng)
+            write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
+            timings["prompts"] = round(time.time() - t0, 2)
+
+        if (out / "candidates.jsonl").exists():
+            rows = read_jsonl(out / "candidates.jsonl")
+        else:
+            t0 = time.time()
+            rows = self._candidates(model, tok, judge, prompts, c["seed_data"])
+            write_jsonl(out / "candidates.jsonl", rows)
+            timings["candidates_and_judging"] = round(time.time() - t0, 2)
+
+        if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
+            import json
+            return json.loads((out / "stats.json").read_text())
+        pairs, stats = self._pairs(rows, c["pair_rule"], rng)
+        write_jsonl(out / "pairs.jsonl", pairs)
+        write_json(out / "stats.json", stats)
+        log.info("iteration %d data: %d prompts, %d pairs (%s)", c["iteration"], len(prompts), len(pairs), stats["pairs"]["dropped"])
+        return stats
+
+    def _candidates(self, model, tok, judge, prompts: list[str], seed_data) -> list[dict]:
+        ids = [chat_prompt(tok, p) for p in prompts]
+        flat = generate(model, tok, [i for i in ids for _ in range(self.n_candidates)], self.sampling,
+                        batch_size=self.batch_size, desc="candidates")
+        cands = [flat[k * self.n_candidates : (k + 1) * self.n_candidates] for k in range(len(prompts))]
+        judged = judge.judge(model, tok, prompts, cands, batch_size=self.batch_size, desc="judging")
+        rows = []
+        for k, (p, cs, js) in enumerate(zip(prompts, cands, judged)):
+            entries = []
+            for text, j in zip(cs, js):
+                e = {"text": text, "length": len(tok(text, add_special_tokens=False)["input_ids"]), **j.to_dict()}
+                if seed_data.has_ground_truth:
+                    g = seed_data.grade(p, text)
+                    e["gt_score"] = None if g is None else g.score
+                entries.append(e)
+            rows.append({"prompt_id": k, "instruction": p, "candidates": entries,
+                         "judge_parse_rate": judge.parse_rate_of(js)})
+        return rows
+
+    @staticmethod
+    def _pairs(rows: list[dict], pair_rule: Callable, rng: random.Random) -> tuple[list[dict], dict]:
+        pairs, choices, all_scores, parse_rates = [], [], [], []
+        self_scores, gt_scores = [], []
+        for r in rows:
+            cands = r["candidates"]
+            scores = [math.nan if c["score"] is None else float(c["score"]) for c in cands]
+            choice = pair_rule(scores, [c["length"] for c in cands], rng)
+            choices.append(choice)
+            parse_rates.append(r["judge_parse_rate"])
+            for c, s in zip(cands, scores):
+                if not math.isnan(s):
+                    all_scores.append(s)
+                    if c.get("gt_score") is not None:
+                        self_scores.append(s)
+                        gt_scores.append(c["gt_score"])
+            for ci, ri in choice.pairs:
+                pairs.append({"prompt_id": r["prompt_id"], "instruction": r["instruction"],
+                              "chosen": cands[ci]["text"], "rejected": cands[ri]["text"],
+                              "chosen_score": scores[ci], "rejected_score": scores[ri],
+                              "chosen_length": cands[ci]["length"], "rejected_length": cands[ri]["length"]})
+        drops = summarize_drops(choices)
+        hist = Counter(str(int(round(s))) for s in all_scores)
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        stats = {
+            "pairs": {"n": len(pairs), "tie_rate": drops.get("tie", 0) / max(1, len(rows)), "dropped": drops,
+                      "prompts": len(rows)},
+            "generated": {"parse_rate": mean(parse_rates), "score_hist": dict(sorted(hist.items())),
+                          "chosen_len": mean([p["chosen_length"] for p in pairs]),
+                          "rejected_len": mean([p["rejected_length"] for p in pairs])},
+        }
+        if gt_scores:
+            # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
+            stats["reward_watch"] = {"self_mean": mean(self_scores), "gt_mean": mean(gt_scores),
+                                     "corr": pearson(self_scores, gt_scores), "n": len(gt_scores)}
+        return pairs, stats

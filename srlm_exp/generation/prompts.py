@@ -1,0 +1,171 @@
+"""Prompt sources for a self-rewarding iteration (conf/prompts/*.yaml).
+
+Generated prompts are parsed from the new tokens only, length-filtered and de-duplicated by
+ROUGE-L against the seed instructions and every earlier prompt, so the few-shot examples a
+request showed can never come back as "new" prompts.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+from pathlib import Path
+from typing import Sequence
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.generation.rouge import NoveltyFilter
+from srlm_exp.generation.sampler import Sampling, generate, raw_prompt
+
+log = logging.getLogger(__name__)
+_TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
+
+
+class NotEnoughPromptsError(RuntimeError):
+    pass
+
+
+def parse_tasks(new_text: str) -> list[str]:
+    """Tasks in a completion that started right after an opened `<task>` tag."""
+    head, sep, rest = new_text.partition("</task>")
+    found = [head] if sep else []  # an unclosed first task was cut by the budget: drop it
+    found += _TASK_RE.findall(rest)
+    return [" ".join(t.split()) for t in found]
+
+
+class PromptFilter:
+    """Length filter + ROUGE-L novelty against the seed and all earlier prompts."""
+
+    def __init__(self, existing: Sequence[str], min_words: int, max_words: int, rouge_threshold: float):
+        self.min_words, self.max_words = min_words, max_words
+        self.novelty = NoveltyFilter(threshold=rouge_threshold, existing=existing)
+        self.rejected = {"length": 0, "similar": 0, "format": 0}
+
+    def offer(self, text: str) -> bool:
+        if not text or "<task>" in text or "</task>" in text:
+            self.rejected["format"] += 1
+            return False
+        if not self.min_words <= len(text.split()) <= self.max_words:
+            self.rejected["length"] += 1
+            return False
+        if not self.novelty.is_novel(text):
+            self.rejected["similar"] += 1
+            return False
+        self.novelty.add(text)
+        return True
+
+
+class SelfInstructPrompts:
+    """The current model writes new prompts few-shot: `shots_from_seed` IFT examples plus
+    `shots_from_generated` earlier generated prompts, each as <task>...</task>."""
+
+    def __init__(self, n_prompts: int = 64, shots_from_seed: int = 6, shots_from_generated: int = 2,
+                 requests_per_batch: int = 32, max_requests: int = 512, temperature: float = 0.6, top_p: float = 0.9,
+                 max_new_tokens: int = 48, min_words: int = 3, max_words: int = 40, rouge_threshold: float = 0.7,
+                 header: str = "Come up with a series of tasks and questions.", batch_size: int = 32):
+        self.n_prompts = n_prompts
+        self.shots_from_seed, self.shots_from_generated = shots_from_seed, shots_from_generated
+        self.requests_per_batch, self.max_requests = requests_per_batch, max_requests
+        self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.min_words, self.max_words, self.rouge_threshold = min_words, max_words, rouge_threshold
+        self.header = header
+        self.batch_size = batch_size
+
+    def request(self, seed: Sequence[str], generated: Sequence[str], rng: random.Random) -> str:
+        k_gen = min(self.shots_from_generated, len(generated))
+        shots = rng.sample(list(seed), min(len(seed), self.shots_from_seed + self.shots_from_generated - k_gen))
+        shots += rng.sample(list(generated), k_gen)
+        rng.shuffle(shots)
+        return self.header + "\n" + "\n".join(f"<task>{s}</task>" for s in shots) + "\n<task>"
+
+    def generator(self, model, tokenizer):
+        """The model that writes prompts (the current model for self-instruct)."""
+        return model, tokenizer
+
+    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
+        model, tokenizer = self.generator(model, tokenizer)
+        filt = PromptFilter(list(seed) + list(earlier), self.min_words, self.max_words, self.rouge_threshold)
+        new: list[str] = []
+        requests = 0
+        while len(new) < self.n_prompts and requests < self.max_requests:
+            n = min(self.requests_per_batch, self.max_requests - requests)
+            texts = [self.request(seed, list(earlier) + new, rng) for _ in range(n)]
+            outs = generate(model, tokenizer, [raw_prompt(tokenizer, t) for t in texts], self.sampling,
+                            batch_size=self.batch_size, desc="prompts")
+            requests += n
+            for out in outs:
+                for task in parse_tasks(out):
+                    if len(new) < self.n_prompts and filt.offer(task):
+                        new.append(task)
+        log.info("prompts: %d new from %d requests (rejected %s)", len(new), requests, filt.rejected)
+        if not new:
+            raise NotEnoughPromptsError(
+                f"no usable prompt after {requests} few-shot requests (rejected: {filt.rejected}); "
+                "the generator may not follow the <task> format: try prompts=fixed with a stronger generator, "
+                "prompts=dataset, or raise prompts.max_requests"
+            )
+        return new
+
+
+class FixedGeneratorPrompts(SelfInstructPrompts):
+    """Self-instruct with a separate, fixed generator model (the paper used Llama 2-Chat 70B)."""
+
+    def __init__(self, generator_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.generator_path = generator_path
+
+    def generator(self, model, tokenizer):
+        from srlm_exp.models.loading import load_model, load_tokenizer
+
+        tok = load_tokenizer(self.generator_path)
+        gen = load_model(self.generator_path, tok).to(next(model.parameters()).device)
+        return gen, tok
+
+
+class DatasetPrompts:
+    """Prompts read in order from a JSONL file (`instruction` or `prompt` field)."""
+
+    def __init__(self, path: str, n_prompts: int = 64, min_words: int = 3, max_words: int = 200,
+                 rouge_threshold: float = 0.7):
+        self.path = Path(path)
+        self.n_prompts, self.min_words, self.max_words, self.rouge_threshold = n_prompts, min_words, max_words, rouge_threshold
+
+    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
+        if not self.path.exists():
+            raise FileNotFoundError(f"prompts.path={self.path} does not exist; give a JSONL file with an 'instruction' or 'prompt' field")
+        filt = PromptFilter(list(seed) + list(earlier), self.min_words, self.max_words, self.rouge_threshold)
+        new = []
+        for i, row in enumerate(read_jsonl(self.path)):
+            text = row.get("instruction", row.get("prompt"))
+            if text is None:
+                raise ValueError(f"{self.path} line {i + 1} has neither 'instruction' nor 'prompt'")
+            if filt.offer(" ".join(str(text).split())):
+                new.append(" ".join(str(text).split()))
+            if len(new) == self.n_prompts:
+                break
+        if not new:
+            raise NotEnoughPromptsError(f"{self.path}: no prompt left after filtering (rejected: {filt.rejected})")
+        return new
+
+
+class WorldPoolPrompts:
+    """Fresh instructions sampled from the embedded world's task families: a stand-in for a user's
+    unlabeled prompt set, and what smoke runs use, since a model trained for seconds cannot write
+    prompts yet. Still de-duplicated against the seed and every earlier prompt."""
+
+    def __init__(self, n_prompts: int = 64, rouge_threshold: float = 0.7, max_tries: int = 10_000):
+        self.n_prompts, self.rouge_threshold, self.max_tries = n_prompts, rouge_threshold, max_tries
+
+    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
+        from srlm_exp.world.tasks import sample_task
+
+        filt = PromptFilter(list(seed) + list(earlier), 1, 10_000, self.rouge_threshold)
+        new: list[str] = []
+        for _ in range(self.max_tries):
+            if len(new) == self.n_prompts:
+                break
+            text = sample_task(rng).instruction
+            if filt.offer(text):
+                new.append(text)
+        if not new:
+            raise NotEnoughPromptsError(f"no novel world instruction in {self.max_tries} draws (rejected: {filt.rejected})")
+        return new

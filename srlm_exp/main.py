@@ -1,0 +1,56 @@
+"""The job wrapper: one Hydra job = one self-rewarding run, cleaned up whatever happens."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from srlm_exp.config_checks import validate
+from srlm_exp.models.loading import free
+from srlm_exp.summary import Summary
+from srlm_exp.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def job_identity(cfg: DictConfig) -> tuple[Path, dict, list[str], str | None]:
+    """Output dir, chosen config options, overrides and sweep name, from Hydra when it runs us."""
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra") and "@" not in k and v is not None}
+        sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+        return Path(hc.runtime.output_dir), choices, list(hc.overrides.task), sweep
+    return Path(cfg.get("output_dir") or "outputs/manual"), {}, [], None
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run one job; always finish the W&B run (failed jobs with a failing exit code) and free models."""
+    from srlm_exp.pipeline import Loop
+
+    validate(cfg)
+    out_dir, choices, overrides, sweep = job_identity(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
+    (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data_eft": bool(cfg.data.get("eft", True)),
+           "reference": cfg.train.get("reference"), "sweep": sweep}
+    summary = Summary(out_dir / "summary.json", job)
+    summary.save()
+    tracker = Tracker(cfg, choices, out_dir, sweep)
+    failed = True
+    loop = None
+    try:
+        loop = Loop(cfg, out_dir, summary, tracker)
+        loop.run()
+        failed = False
+        summary.set_status("finished")
+    except BaseException as exc:
+        summary.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        tracker.finish(failed)
+        free(loop)
+    return summary.data

@@ -1,0 +1,88 @@
+"""Loading and saving models: every stage gets its model through from_pretrained(directory),
+so the embedded tiny model and a real Hugging Face checkpoint go down the same path."""
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from srlm_exp.artifacts import atomic_path
+
+
+class MissingChatTemplateError(ValueError):
+    pass
+
+
+def load_tokenizer(name_or_path: str | Path, chat_template: str | None = None, trust_remote_code: bool = False):
+    """Load a tokenizer, give it a PAD distinct from EOS where possible, and require a chat template."""
+    tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    if chat_template:
+        tok.chat_template = chat_template
+    if not getattr(tok, "chat_template", None):
+        raise MissingChatTemplateError(
+            f"the tokenizer of {name_or_path} has no chat template; set model.chat_template "
+            "to a Jinja template (see conf/model/hf.yaml)"
+        )
+    if tok.eos_token_id is None:
+        raise ValueError(f"the tokenizer of {name_or_path} has no eos_token; the model could never learn to stop")
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        # PAD == EOS would mask EOS out of SFT labels; use a dedicated pad token when the vocab has one.
+        candidate = tok.unk_token if tok.unk_token is not None and tok.unk_token_id != tok.eos_token_id else None
+        if candidate is None:
+            tok.add_special_tokens({"pad_token": "<|pad|>"})
+        else:
+            tok.pad_token = candidate
+    tok.padding_side = "left"  # for generation; training pads explicitly
+    return tok
+
+
+def load_model(
+    name_or_path: str | Path,
+    tokenizer=None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    dropout: float | None = None,
+) -> Any:
+    """from_pretrained a causal LM; resize embeddings if the tokenizer gained a pad token."""
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype not in (None, "auto"):
+        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if dropout is not None:
+        kwargs["attention_dropout"] = dropout
+    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> Path:
+    """Save a plain model directory atomically; LoRA adapters are merged first, so every M(t)
+    is a complete model that from_pretrained reads without peft."""
+    from srlm_exp.models.lora import merged_copy_if_lora
+
+    to_save = merged_copy_if_lora(model)
+    with atomic_path(out_dir) as tmp:
+        to_save.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    return Path(out_dir)
+
+
+def is_model_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "config.json").exists()
+
+
+def free(*objs) -> None:
+    """Drop references and return memory (GPU too) before the next stage or multirun job."""
+    for o in objs:
+        del o
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

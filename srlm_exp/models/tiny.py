@@ -1,0 +1,114 @@
+"""The embedded default model: a small Llama built from a config, with a tokenizer trained on
+the world's text, pretrained on the world's corpus into M0. M0 is saved with save_pretrained and
+cached under a hash of everything that built it, so later runs (and multirun jobs) reuse it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from srlm_exp.artifacts import atomic_path, read_jsonl
+from srlm_exp.models.loading import is_model_dir
+from srlm_exp.models import tokenizer as tokenizer_module
+from srlm_exp.models.tokenizer import train_tokenizer
+from srlm_exp.training.fit import make_trainer
+from srlm_exp.training.sft import SFTModule
+from srlm_exp.world.grader import justification
+from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+
+log = logging.getLogger(__name__)
+
+# Bump when the way M0 is built changes, so stale caches are not reused.
+BUILD_VERSION = 1
+
+
+def tokenizer_texts(world_files: dict[str, Path]) -> list[str]:
+    """What the tokenizer learns its vocabulary from: the world's text and the paper's judge prompt
+    (a real base model has read such text; judge options share this vocabulary)."""
+    texts = [r["text"] for r in read_jsonl(world_files["corpus"])]
+    texts += [r["instruction"] + "\n" + r["response"] for r in read_jsonl(world_files["ift"])]
+    texts += [r["response"] for r in read_jsonl(world_files["eft_raw"])]
+    texts += [justification(k) for k in range(6)] * 20
+    texts += [PAPER_JUDGE_PROMPT] * 20
+    return texts
+
+
+def m0_fingerprint(model_cfg: Any, world_files: dict[str, Path], seed: int) -> str:
+    """Hash of the architecture, pretraining settings, seed and the exact world files used."""
+    h = hashlib.sha256()
+    cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    h.update(json.dumps({k: cfg[k] for k in ("architecture", "pretrain")}, sort_keys=True).encode())
+    h.update(f"seed={seed};build={BUILD_VERSION}".encode())
+    for module in (__file__, tokenizer_module.__file__):  # code that builds M0 changed -> rebuild
+        h.update(Path(module).read_bytes())
+    for name in ("corpus", "ift", "eft_raw"):
+        h.update(Path(world_files[name]).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _packed_blocks(tokenizer, texts: list[str], block_size: int) -> torch.Tensor:
+    """Concatenate documents separated by EOS and cut into equal blocks (no padding to waste)."""
+    ids: list[int] = []
+    for t in texts:
+        ids.extend(tokenizer(t, add_special_tokens=False)["input_ids"])
+        ids.append(tokenizer.eos_token_id)
+    n = len(ids) // block_size
+    if n == 0:
+        raise ValueError(f"corpus of {len(ids)} tokens is shorter than one block of {block_size}")
+    return torch.tensor(ids[: n * block_size]).view(n, block_size)
+
+
+def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path, trainer_cfg: Any, seed: int) -> Path:
+    """Return the directory of M0, building it (tokenizer + pretraining) if not cached."""
+    out = Path(cache_dir) / f"m0-tiny-{m0_fingerprint(model_cfg, world_files, seed)}"
+    if is_model_dir(out):
+        log.info("M0: reusing cached %s", out)
+        return out
+    arch = model_cfg.architecture
+    pre = model_cfg.pretrain
+    pl.seed_everything(seed, workers=True)
+    tokenizer = train_tokenizer(tokenizer_texts(world_files), vocab_size=arch.vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_attention_heads,
+        max_position_embeddings=arch.max_position_embeddings,
+        attention_dropout=arch.dropout,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    blocks = _packed_blocks(tokenizer, [r["text"] for r in read_jsonl(world_files["corpus"])], pre.block_size)
+    loader = DataLoader(
+        TensorDataset(blocks),
+        batch_size=pre.batch_size,
+        shuffle=True,
+        collate_fn=lambda b: _lm_batch(torch.stack([x[0] for x in b])),
+    )
+    log.info("M0: pretraining %.2fM params on %d blocks x %d tokens", model.num_parameters() / 1e6, len(blocks), pre.block_size)
+    module = SFTModule(model, lr=pre.lr, min_lr=pre.min_lr, warmup_steps=pre.warmup_steps, log_prefix="pretrain")
+    trainer = make_trainer(trainer_cfg, max_epochs=pre.epochs, max_steps=pre.get("max_steps", -1) or -1)
+    trainer.fit(module, loader)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    with atomic_path(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    return out
+
+
+def _lm_batch(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {"input_ids": x, "labels": x.clone(), "attention_mask": torch.ones_like(x)}

@@ -1,0 +1,228 @@
+"""The self-rewarding loop of one job: M0 -> M1 (SFT on IFT+EFT) -> M2 -> ... with evaluation.
+
+Layout of a job's output dir:
+  data/                 seed data (world files or Open Assistant splits)
+  iteration_0/          eval of M0 (M0 itself lives in the cache, or is the HF checkpoint)
+  iteration_1/model     M1
+  iteration_t/          for t >= 2: prompts.jsonl, candidates.jsonl, pairs.jsonl, stats.json
+                        (AIFT(M(t-1)), made by the callback after M(t-1) was trained), model/ = M(t)
+  summary.json
+Every phase writes its file atomically; a rerun on the same dir reads finished phases back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from srlm_exp.artifacts import read_jsonl, write_jsonl
+from srlm_exp.evaluation.judge_eval import evaluate_judge
+from srlm_exp.evaluation.metrics import head_to_head
+from srlm_exp.evaluation.policy import grade_responses, policy_responses
+from srlm_exp.models.loading import free, is_model_dir, load_model, load_tokenizer, save_model
+from srlm_exp.models.lora import apply_lora, merged_copy_if_lora
+from srlm_exp.summary import Summary
+from srlm_exp.tracking import Tracker
+from srlm_exp.training.fit import make_trainer
+from srlm_exp.training.sft import SFTModule
+from srlm_exp.training.tokenize import chat_example, collate_examples
+
+log = logging.getLogger(__name__)
+AIFT_FILES = ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl", "stats.json")
+
+
+class SaveModelCallback(pl.Callback):
+    """Saves the trained model as a plain directory (LoRA merged) before anything uses it."""
+
+    def __init__(self, out_dir: Path, tokenizer):
+        self.out_dir, self.tokenizer = Path(out_dir), tokenizer
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            pl_module.model = merged_copy_if_lora(pl_module.model)
+            save_model(pl_module.model, self.tokenizer, self.out_dir)
+
+
+class Loop:
+    def __init__(self, cfg: DictConfig, out_dir: Path, summary: Summary, tracker: Tracker):
+        self.cfg, self.out, self.summary, self.tracker = cfg, Path(out_dir), summary, tracker
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+        self.seed_data = instantiate(cfg.data).build(self.out / "data")
+        self.judge = instantiate(cfg.judge)
+        self.pair_rule = instantiate(cfg.pairs)
+        self.prompt_source = instantiate(cfg.prompts)
+        self.train_stage = instantiate(cfg.train)
+        self.callback = instantiate(cfg.callbacks.self_reward)
+        if self.judge.uses_model is False and not self.seed_data.has_ground_truth:
+            raise ValueError("judge=oracle needs data with a ground-truth grader (data=world)")
+
+    # --- paths -------------------------------------------------------------------------------
+    def it_dir(self, t: int) -> Path:
+        return self.out / f"iteration_{t}"
+
+    def model_dir(self, t: int) -> Path:
+        return self.m0_dir if t == 0 else self.it_dir(t) / "model"
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        cfg = self.cfg
+        t0 = time.time()
+        self.m0_dir = instantiate(cfg.model.source).m0(cfg.model, self.seed_data, cfg.paths.cache_dir, cfg.trainer, cfg.seed)
+        self.tokenizer = load_tokenizer(self.m0_dir, cfg.model.chat_template, cfg.model.trust_remote_code)
+        self.evaluate(0, {"m0": round(time.time() - t0, 2)})
+        last = cfg.loop.iterations + 1
+        for t in range(1, last + 1):
+            timings: dict[str, float] = {}
+            makes_data = t < last
+            if not is_model_dir(self.model_dir(t)):
+                t1 = time.time()
+                self.train(t, timings if makes_data else None)
+                timings["train"] = round(time.time() - t1 - sum(v for k, v in timings.items() if k != "train"), 2)
+            elif makes_data and not all((self.it_dir(t + 1) / f).exists() for f in AIFT_FILES):
+                model = self.load(self.model_dir(t))
+                self.bind_callback(t, timings).run(model)
+                free(model)
+            self.evaluate(t, timings)
+        log.info("job finished in %.1f s", time.time() - t0)
+
+    def load(self, path: Path, trainable: bool = False):
+        c = self.cfg.model
+        model = load_model(path, self.tokenizer, dtype=c.dtype, trust_remote_code=c.trust_remote_code)
+        if trainable:
+            model.train()  # from_pretrained returns eval mode (dropout off)
+            if c.gradient_checkpointing:
+                model.gradient_checkpointing_enable()
+                model.config.use_cache = False
+            if c.lora.enabled:
+                model = apply_lora(model, c.lora)
+        return model.to(self.device)
+
+    def bind_callback(self, t: int, timings: dict):
+        earlier = [r["instruction"] for k in range(2, t + 1) if (self.it_dir(k) / "prompts.jsonl").exists()
+                   for r in read_jsonl(self.it_dir(k) / "prompts.jsonl")]
+        return self.callback.bind(out_dir=self.it_dir(t + 1), iteration=t, tokenizer=self.tokenizer,
+                                  prompt_source=self.prompt_source, judge=self.judge, pair_rule=self.pair_rule,
+                                  seed_data=self.seed_data, earlier_prompts=earlier, seed=self.cfg.seed, timings=timings)
+
+    def run_fit(self, callbacks):
+        def fit(module, loader, epochs: int, max_steps: int):
+            trainer = make_trainer(self.cfg.trainer, max_epochs=epochs, max_steps=max_steps,
+                                   logger=self.tracker.lightning_logger, callbacks=callbacks,
+                                   default_root_dir=str(self.out))
+            trainer.fit(module, loader)
+            self.tracker.advance(trainer.global_step)
+            return trainer
+        return fit
+
+    def train(self, t: int, timings: dict | None) -> None:
+        """Train M(t) from M(t-1); the callbacks save it and (unless last) make AIFT(M(t))."""
+        pl.seed_everything(self.cfg.seed + t, workers=True)
+        model = self.load(self.model_dir(t - 1), trainable=True)
+        callbacks: list[pl.Callback] = [SaveModelCallback(self.model_dir(t), self.tokenizer)]
+        if timings is not None:
+            callbacks.append(self.bind_callback(t, timings))
+        fit = self.run_fit(callbacks)
+        if t == 1:
+            self.sft_m1(model, fit)
+        else:
+            self.train_stage.fit(model, self.tokenizer, self.it_dir(t), t, fit, lambda: self.load(self.model_dir(1)))
+        free(model)
+
+    def sft_m1(self, model, fit) -> None:
+        s = self.cfg.sft
+        rows = [{"instruction": r["instruction"], "response": r["response"]} for r in self.seed_data.ift()]
+        eft = self.judge.model_judge().eft_rows(self.seed_data)
+        examples = [chat_example(self.tokenizer, r["instruction"], r["response"], s.max_len) for r in rows + eft]
+        log.info("M1: SFT on %d IFT + %d EFT examples", len(rows), len(eft))
+        loader = DataLoader(examples, batch_size=s.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(self.cfg.seed),
+                            collate_fn=lambda b: collate_examples(b, self.tokenizer.pad_token_id))
+        fit(SFTModule(model, lr=s.lr, min_lr=s.min_lr, warmup_steps=s.warmup_steps), loader, s.epochs, s.max_steps)
+
+    # --- evaluation --------------------------------------------------------------------------
+    def evaluate(self, t: int, timings: dict) -> None:
+        done = self.summary.entry(t)
+        if done is not None and "judge" in done:
+            return
+        e = self.cfg.eval
+        t0 = time.time()
+        model = self.load(self.model_dir(t))
+        resp_file = self.it_dir(t) / "eval_responses.jsonl"
+        rows = self.seed_data.eval_rows()
+        if resp_file.exists():
+            graded = read_jsonl(resp_file)
+            metrics, _ = grade_responses(self.seed_data, rows, [g["response"] for g in graded])
+        else:
+            responses = policy_responses(model, self.tokenizer, [r["instruction"] for r in rows], e.max_new_tokens, e.batch_size)
+            metrics, graded = grade_responses(self.seed_data, rows, responses)
+            write_jsonl(resp_file, graded)
+        entry: dict[str, Any] = {"iteration": t, "model": f"M{t}", "eval": metrics}
+        entry["judge"] = evaluate_judge(model, self.tokenizer, self.judge, self.seed_data, e.judge_batch_size)
+        free(model)
+        entry["head_to_head"] = self.head_to_heads(t)
+        stats_file = self.it_dir(t) / "stats.json"
+        if stats_file.exists():
+            entry.update(json.loads(stats_file.read_text()))
+            entry["pairs"].pop("dropped", None)
+        if e.judge_model:
+            entry["external_judge"] = self.external_head_to_heads(t)
+        timings["eval"] = round(time.time() - t0, 2)
+        entry["timings"] = timings
+        self.summary.put(entry)
+        self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
+        self.log_samples(t)
+        if t == 1 and self.summary.entry(0) is not None:  # M0 vs M1 becomes known only now
+            m0 = self.summary.entry(0)
+            m0["head_to_head"] = self.head_to_heads(0)
+            self.summary.put(m0)
+        log.info("M%d: %s | judge %s", t, {k: v for k, v in metrics.items() if k != "per_family"},
+                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})
+
+    def _gt_scores(self, t: int) -> list[float] | None:
+        f = self.it_dir(t) / "eval_responses.jsonl"
+        if not f.exists() or not self.seed_data.has_ground_truth:
+            return None
+        return [float(r["gt_score"]) for r in read_jsonl(f)]
+
+    def head_to_heads(self, t: int) -> dict:
+        """Win/tie/loss by ground-truth score against M1 and against the predecessor (paper Fig. 3)."""
+        out = {}
+        mine = self._gt_scores(t)
+        if mine is None:
+            return out
+        for name, other in (("vs_M1", 1), ("vs_prev", t - 1)):
+            if other < 0 or other == t or (name == "vs_prev" and other == 1 and t == 2 and "vs_M1" in out):
+                continue
+            theirs = self._gt_scores(other)
+            if theirs is not None:
+                out[name] = head_to_head(mine, theirs)
+        return out
+
+    def external_head_to_heads(self, t: int) -> dict:
+        from srlm_exp.evaluation.external import external_head_to_head
+
+        out = {}
+        for name, other in (("vs_M1", 1), ("vs_prev", t - 1)):
+            if other < 0 or other == t:
+                continue
+            out[name] = external_head_to_head(self.cfg.eval, self.it_dir(t) / "eval_responses.jsonl",
+                                              self.it_dir(other) / "eval_responses.jsonl", self.device)
+        return out
+
+    def log_samples(self, t: int) -> None:
+        pairs_file = self.it_dir(t) / "pairs.jsonl"
+        if not pairs_file.exists():
+            return
+        rows = read_jsonl(pairs_file)
+        sample = random.Random(t).sample(rows, min(16, len(rows)))
+        self.tracker.log_table(f"samples/M{t}_training_pairs", ["instruction", "chosen", "chosen_score", "rejected", "rejected_score"],
+                               [[r["instruction"], r["chosen"], r["chosen_score"], r["rejected"], r["rejected_score"]] for r in sample])

@@ -1,0 +1,69 @@
+"""``srlm-report DIR [--out OUT]``: tables and plots from every summary.json under DIR."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .aggregate import Grid
+from .collect import assign_variants, find_summaries, load_jobs
+from .markdown import render_report
+from .tables import MAIN_COLUMNS, head_to_head_rows, metric_table
+
+EXIT_NO_DATA = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="srlm-report",
+        description="Aggregate the summary.json of every run/sweep job under DIR into report.md "
+                    "(tables over models M0, M1, M2, ... with mean ± std over seeds) and PNG plots.")
+    p.add_argument("dir", metavar="DIR", type=Path, help="directory searched recursively, e.g. outputs/ or outputs/multirun/<date>/<time>")
+    p.add_argument("--out", "-o", type=Path, default=None, help="where report.md and the plots go (default: DIR)")
+    return p
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the report; returns the exit code (0 ok, 2 no usable summary.json)."""
+    args = build_parser().parse_args(argv)
+    root: Path = args.dir
+    paths = find_summaries(root) if root.is_dir() else []
+    if not paths:
+        _err(f"error: no summary.json found under {root} — run `python run.py` or a sweep first")
+        return EXIT_NO_DATA
+    jobs, problems = load_jobs(paths, root)
+    for p in problems:  # skipped, but never silently
+        _err(f"warning: skipping {p}")
+    if not jobs:
+        _err(f"error: none of the {len(paths)} summary.json file(s) under {root} could be read")
+        return EXIT_NO_DATA
+
+    variants = assign_variants(jobs)
+    grid = Grid.build(jobs, variants)
+    h2h = head_to_head_rows(grid)
+    out: Path = args.out or root
+    out.mkdir(parents=True, exist_ok=True)
+
+    plots: dict = {}
+    plot_error = None
+    try:
+        from .plots import plot_head_to_head, plot_metrics_over_iterations
+        plots["metrics over iterations"] = plot_metrics_over_iterations(grid, out / "metrics_over_iterations.png")
+        plots["head-to-head"] = plot_head_to_head(h2h, variants, out / "head_to_head.png")
+    except ImportError as e:  # matplotlib is a dependency, but the tables are still worth having
+        plot_error = f"matplotlib unavailable ({e})"
+        _err(f"warning: {plot_error}; writing tables only")
+
+    report = out / "report.md"
+    report.write_text(render_report(root, jobs, problems, grid, h2h, plots, plot_error), encoding="utf-8")
+    unfinished = sum(j.status != "finished" for j in jobs)
+    print(f"{len(jobs)} job(s), {len(variants)} variant(s)" + (f", {unfinished} not finished" if unfinished else ""))
+    print(metric_table(grid, MAIN_COLUMNS))
+    print(f"\nreport: {report}")
+    return 0

@@ -1,0 +1,54 @@
+"""Compose ``report.md`` from the loaded jobs, the grid and the written plots."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .aggregate import Grid
+from .collect import Job, format_value
+from .tables import (MAIN_COLUMNS, METRIC_GROUPS, H2H, head_to_head_table, metric_table,
+                     per_family_table)
+
+
+def header_lines(root: Path, jobs: list[Job], problems: list[str], variants: list[str]) -> list[str]:
+    """Job count, seeds per variant, statuses, unfinished jobs and skipped files."""
+    statuses = Counter(j.status for j in jobs)
+    lines = [f"Source: `{root}` — {len(jobs)} job(s), {len(variants)} variant(s); statuses: "
+             + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())) + ".", ""]
+    for v in variants:
+        vj = [j for j in jobs if j.variant == v]
+        seeds = ", ".join(format_value(j.seed) for j in vj)
+        lines.append(f"- `{v}`: {len(vj)} job(s), seeds {seeds}")
+    unfinished = [j for j in jobs if j.status != "finished"]
+    if unfinished:
+        lines += ["", f"**{len(unfinished)} of {len(jobs)} job(s) not finished** — their missing "
+                  "iterations/metrics are left out of the means (see n):"]
+        lines += [f"- `{j.rel}` ({j.status}, {len(j.iterations)} iteration(s))" for j in unfinished]
+    if problems:
+        lines += ["", f"**{len(problems)} file(s) skipped** (unreadable or invalid):"]
+        lines += [f"- `{p}`" for p in problems]
+    lines += ["", "Cells: mean ± sample std (n seeds) over seeds; a single seed shows just its value; "
+              "`—` = no data (not run yet, or the metric is undefined)."]
+    return lines
+
+
+def render_report(root: Path, jobs: list[Job], problems: list[str], grid: Grid, h2h: list[H2H],
+                  plots: dict[str, Path | None], plot_error: str | None = None) -> str:
+    """The full markdown text of report.md."""
+    out = ["# Self-rewarding experiment report", ""]
+    out += header_lines(root, jobs, problems, grid.variants)
+    out += ["", "## Main table", "", metric_table(grid, MAIN_COLUMNS)]
+    for title, cols in METRIC_GROUPS.items():
+        out += ["", f"## {title}", "", metric_table(grid, cols)]
+    fam = per_family_table(grid)
+    out += ["", "## Per-family gt_score", "", fam or "_No per-family results._"]
+    out += ["", "## Head-to-head (win / tie / loss shares, mean over seeds)", ""]
+    out.append(head_to_head_table(h2h) if h2h else "_No head-to-head results yet._")
+    out += ["", "## Plots", ""]
+    if plot_error:
+        out.append(f"_Plots not written: {plot_error}_")
+    for name, path in plots.items():
+        # One paragraph per plot: adjacent image lines would render side by side.
+        out += [f"![{name}]({path.name})" if path else f"_{name}: no data to plot._", ""]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,116 @@
+"""Markdown tables: rows are variant × model, cells ``mean ± std (n)`` over seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .aggregate import Grid, Row, format_stat
+
+# The compact table printed to the terminal and shown first in report.md.
+MAIN_COLUMNS: list[tuple[str, str]] = [
+    ("gt_score", "eval.gt_score"),
+    ("gt_exact", "eval.gt_exact"),
+    ("pairwise_acc", "judge.pairwise_acc"),
+    ("spearman", "judge.spearman"),
+    ("win vs M1", "head_to_head.vs_M1.win"),
+    ("pairs.n", "pairs.n"),
+]
+# Every main metric, one wide table per group (SPEC §1.3 reads policy quality, judge
+# quality (Table 4) and the self-rewarding loop's own health separately).
+METRIC_GROUPS: dict[str, list[tuple[str, str]]] = {
+    "Policy quality (eval)": [
+        ("gt_score", "eval.gt_score"), ("gt_exact", "eval.gt_exact"), ("mean_length", "eval.mean_length")],
+    "Judge quality": [
+        ("pairwise_acc", "judge.pairwise_acc"), ("spearman", "judge.spearman"), ("kendall", "judge.kendall"),
+        ("exact_match", "judge.exact_match"), ("five_best", "judge.five_best"), ("parse_rate", "judge.parse_rate")],
+    "Self-rewarding loop": [
+        ("win vs M1", "head_to_head.vs_M1.win"), ("win vs prev", "head_to_head.vs_prev.win"),
+        ("pairs.n", "pairs.n"), ("pairs.tie_rate", "pairs.tie_rate"),
+        ("generated.parse_rate", "generated.parse_rate"), ("reward_watch.corr", "reward_watch.corr")],
+}
+H2H_SOURCES = ("head_to_head", "external_judge")
+
+
+def _cell(text: object) -> str:
+    # A "|" inside a cell (e.g. in an override value) would split the column.
+    return str(text).replace("|", r"\|").replace("\n", " ")
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def metric_table(grid: Grid, columns: list[tuple[str, str]]) -> str:
+    """One row per variant × model, one column per (title, dotted metric path)."""
+    rows = [[v, grid.models[(v, i)], *(format_stat(grid.stat((v, i), p)) for _, p in columns)]
+            for v, i in grid.rows()]
+    return markdown_table(["variant", "model", *(t for t, _ in columns)], rows)
+
+
+def per_family_table(grid: Grid, metric: str = "gt_score") -> str | None:
+    """``eval.per_family.<fam>.<metric>``, families as columns; None when no job has families."""
+    fams = sorted(grid.keys_under("eval.per_family"))
+    if not fams:
+        return None
+    return metric_table(grid, [(f, ("eval", "per_family", f, metric)) for f in fams])
+
+
+@dataclass
+class H2H:
+    """Win/tie/loss means over seeds of one model against one opponent."""
+
+    variant: str
+    iteration: int
+    model: str
+    source: str          # "head_to_head" or "external_judge"
+    opponent: str        # resolved name, e.g. "M1" or "M1 (prev)"
+    win: float | None
+    tie: float | None
+    loss: float | None
+    n: int               # seeds that contributed
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} vs {self.opponent}"
+
+
+def _comparison_order(keys: list[str]) -> list[str]:
+    first = [k for k in ("vs_M1", "vs_prev") if k in keys]
+    return first + sorted(k for k in keys if k not in first)
+
+
+def _opponent(grid: Grid, row: Row, key: str) -> str:
+    if key == "vs_prev":
+        prev = grid.models.get((row[0], row[1] - 1))
+        return f"{prev} (prev)" if prev else "prev"
+    return key[3:] if key.startswith("vs_") else key
+
+
+def head_to_head_rows(grid: Grid) -> list[H2H]:
+    """All comparisons found in ``head_to_head`` / ``external_judge``, per variant and model."""
+    out = []
+    for source in H2H_SOURCES:
+        keys = _comparison_order(grid.keys_under(source))
+        for row in grid.rows():
+            for key in keys:
+                stats = {o: grid.stat(row, (source, key, o)) for o in ("win", "tie", "loss")}
+                if all(s is None for s in stats.values()):
+                    continue
+                out.append(H2H(row[0], row[1], grid.models[row], source, _opponent(grid, row, key),
+                               *(s.mean if s else None for s in stats.values()),
+                               n=max(s.n for s in stats.values() if s)))
+    # Read per variant and model: self-judged comparisons first, then the external judge's.
+    order = {v: k for k, v in enumerate(grid.variants)}
+    return sorted(out, key=lambda h: (order.get(h.variant, len(order)), h.iteration))
+
+
+def head_to_head_table(rows: list[H2H]) -> str:
+    """Win/tie/loss table (shares, mean over seeds)."""
+    def f(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
+    return markdown_table(["variant", "model", "vs", "judged by", "win", "tie", "loss", "seeds"],
+                          [[h.variant, h.model, h.opponent, h.source, f(h.win), f(h.tie), f(h.loss), h.n]
+                           for h in rows])

@@ -1,0 +1,51 @@
+"""summary.json: the contract that reports read — one entry per model, rewritten after each."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from srlm_exp.artifacts import write_json
+
+
+def clean(obj: Any) -> Any:
+    """NaN/inf become null: JSON has no NaN, and an undefined metric must not read as a number."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if hasattr(obj, "item"):
+        return clean(obj.item())
+    return obj
+
+
+class Summary:
+    def __init__(self, path: Path, job: dict[str, Any]):
+        self.path = Path(path)
+        self.data: dict[str, Any] = {"job": job, "status": "running", "iterations": []}
+        if self.path.exists():  # resume: keep what earlier attempts measured
+            old = json.loads(self.path.read_text())
+            self.data["iterations"] = old.get("iterations", [])
+
+    def entry(self, iteration: int) -> dict[str, Any] | None:
+        return next((e for e in self.data["iterations"] if e["iteration"] == iteration), None)
+
+    def put(self, entry: dict[str, Any]) -> None:
+        self.data["iterations"] = [e for e in self.data["iterations"] if e["iteration"] != entry["iteration"]]
+        self.data["iterations"].append(clean(entry))
+        self.data["iterations"].sort(key=lambda e: e["iteration"])
+        self.save()
+
+    def set_status(self, status: str, error: str | None = None) -> None:
+        self.data["status"] = status
+        if error:
+            self.data["error"] = error
+        else:
+            self.data.pop("error", None)
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, clean(self.data))

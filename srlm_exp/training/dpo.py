@@ -1,0 +1,138 @@
+"""DPO: M(t) -> M(t+1) on preference pairs, with an explicit reference model.
+
+Reference log-probs are computed once per iteration before training — by the policy itself when
+the reference is M(t) (the paper; under LoRA with adapters disabled) or by a temporarily loaded
+M1 — so no second model is held while training.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.models.lora import reference_context
+from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
+from srlm_exp.training.optim import adamw_with_cosine
+from srlm_exp.training.tokenize import IGNORE_INDEX, chat_example, pad_batch
+
+log = logging.getLogger(__name__)
+REFERENCES = ("previous", "m1")
+
+
+class NotEnoughPairsError(RuntimeError):
+    pass
+
+
+def _stack(examples, pad_id):
+    ids = pad_batch([e.input_ids for e in examples], pad_id)
+    labels = pad_batch([e.labels for e in examples], IGNORE_INDEX)
+    mask = pad_batch([[1] * len(e.input_ids) for e in examples], 0)
+    return ids, labels, mask
+
+
+def pair_batches(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen and rejected sequences stacked in one batch (one forward pass for both)."""
+    ex = [i["chosen"] for i in items] + [i["rejected"] for i in items]
+    ids, labels, mask = _stack(ex, pad_id)
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+            "ref_logps": torch.tensor([i["ref_chosen"] for i in items] + [i["ref_rejected"] for i in items])}
+
+
+def policy_logps(model, batch, average: bool = False) -> torch.Tensor:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps = sequence_logps(logits, batch["labels"])
+    if average:  # IPO is defined on per-token averages (as in TRL)
+        logps = logps / (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+    return logps
+
+
+@torch.no_grad()
+def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, average: bool) -> None:
+    """Fill item['ref_chosen'] / item['ref_rejected'] with the reference model's log-probs."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with reference_context(model):
+        for s in range(0, len(items), batch_size):
+            chunk = items[s : s + batch_size]
+            for i in chunk:
+                i.setdefault("ref_chosen", 0.0), i.setdefault("ref_rejected", 0.0)
+            batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id).items()}
+            lp = policy_logps(model, batch, average).float().cpu()
+            for k, i in enumerate(chunk):
+                i["ref_chosen"], i["ref_rejected"] = lp[k].item(), lp[len(chunk) + k].item()
+    model.train(was_training)
+
+
+class DPOModule(pl.LightningModule):
+    def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
+                 warmup_steps: int = 0, weight_decay: float = 0.0):
+        super().__init__()
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+
+    def training_step(self, batch, batch_idx):
+        n = batch["input_ids"].shape[0] // 2
+        logps = policy_logps(self.model, batch, average=self.hparams.loss_type == "ipo")
+        ref = batch["ref_logps"].to(logps.dtype)
+        losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.hparams.beta,
+                                         loss_type=self.hparams.loss_type)
+        loss = losses.mean()
+        log = dict(on_step=True, on_epoch=False, batch_size=n)
+        self.log("dpo/loss", loss, prog_bar=True, **log)
+        self.log("dpo/chosen_reward", cr.mean(), **log)
+        self.log("dpo/rejected_reward", rr.mean(), **log)
+        self.log("dpo/margin", (cr - rr).mean(), **log)
+        self.log("dpo/accuracy", (cr > rr).float().mean(), **log)
+        return loss
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
+
+
+class DPOStage:
+    """Builds DPO data from pairs.jsonl, computes reference log-probs, and fits the policy."""
+
+    def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
+                 lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
+                 batch_size: int = 16, max_len: int = 512, min_examples: int = 8, weight_decay: float = 0.0):
+        if reference not in REFERENCES:
+            raise ValueError(f"train.reference={reference!r}; choose one of {REFERENCES}")
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
+        self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+
+    def fit(self, model, tokenizer, data_dir: Path, iteration: int, run_fit: Callable, load_m1: Callable):
+        rows = read_jsonl(Path(data_dir) / "pairs.jsonl")
+        if len(rows) < self.min_examples:
+            raise NotEnoughPairsError(
+                f"iteration {iteration}: {len(rows)} valid preference pairs in {data_dir}/pairs.jsonl, fewer than "
+                f"train.min_examples={self.min_examples} (see stats.json for prompts, ties and parse failures); "
+                "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
+            )
+        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len),
+                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len)} for r in rows]
+        average = self.loss_type == "ipo"
+        if self.reference == "previous":
+            compute_reference_logps(model, items, tokenizer.pad_token_id, self.batch_size, average)
+        else:
+            ref_model = load_m1()
+            compute_reference_logps(ref_model, items, tokenizer.pad_token_id, self.batch_size, average)
+            del ref_model
+        loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(iteration),
+                            collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id))
+        module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
+                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
+        run_fit(module, loader, self.epochs, self.max_steps)
+        return {"n_pairs": len(items)}

@@ -1,0 +1,130 @@
+import math
+
+import pytest
+import torch
+
+from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
+
+# ---- sequence_logps ----------------------------------------------------------------
+
+ROWS = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [-1.0, 0.0, 3.0]]  # logits at positions 0, 1, 2
+
+
+def log_softmax(row, k):
+    return row[k] - math.log(sum(math.exp(v) for v in row))
+
+
+def test_sequence_logps_shift_and_mask():
+    ids = [0, 1, 2]
+    logits = torch.tensor([ROWS, ROWS, ROWS])
+    labels = torch.tensor([
+        [-100, 1, 2],  # prompt = token 0, response = tokens 1, 2
+        [-100, -100, 2],  # prompt = tokens 0, 1, response = token 2
+        [-100, 1, -100],  # response = token 1, then padding
+    ])
+    got = sequence_logps(logits, labels)
+    # position t predicts token t+1
+    expected = [
+        log_softmax(ROWS[0], 1) + log_softmax(ROWS[1], 2),
+        log_softmax(ROWS[1], 2),
+        log_softmax(ROWS[0], 1),
+    ]
+    assert got.shape == (3,)
+    assert got.tolist() == pytest.approx(expected, abs=1e-6)
+
+    # the test would fail for the two public bugs:
+    no_shift = log_softmax(ROWS[1], 1) + log_softmax(ROWS[2], 2)
+    assert abs(no_shift - expected[0]) > 0.1
+    prompt_counted = log_softmax(ROWS[0], ids[1]) + log_softmax(ROWS[1], ids[2])
+    assert abs(prompt_counted - expected[1]) > 0.1
+
+
+def test_sequence_logps_custom_ignore_index_and_shape_check():
+    logits = torch.tensor([ROWS])
+    got = sequence_logps(logits, torch.tensor([[0, 0, 2]]), ignore_index=0)
+    assert got.item() == pytest.approx(log_softmax(ROWS[1], 2), abs=1e-6)
+    with pytest.raises(ValueError):
+        sequence_logps(logits, torch.tensor([[0, 1]]))
+
+
+def test_sequence_logps_all_masked_is_zero():
+    assert sequence_logps(torch.tensor([ROWS]), torch.full((1, 3), -100)).item() == 0.0
+
+
+def test_sequence_logps_gradient():
+    logits = torch.tensor([ROWS], requires_grad=True)
+    sequence_logps(logits, torch.tensor([[-100, 1, 2]])).sum().backward()
+    assert logits.grad is not None
+    assert logits.grad[0, 2].abs().sum() == 0  # last position predicts nothing
+    assert logits.grad[0, 0].abs().sum() > 0
+
+
+# ---- preference_loss ---------------------------------------------------------------
+
+PC, PR, RC, RR, BETA = -1.0, -3.0, -2.0, -2.0, 0.1
+# logits = (-1 - -3) - (-2 - -2) = 2
+HAND = {
+    "sigmoid": -math.log(1 / (1 + math.exp(-BETA * 2))),  # -logsigmoid(0.2) = 0.598139...
+    "ipo": (2 - 1 / (2 * BETA)) ** 2,  # (2 - 5)^2 = 9
+    "hinge": max(0.0, 1 - BETA * 2),  # 0.8
+}
+
+
+def t(*v):
+    return torch.tensor(v, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_preference_loss_by_hand(loss_type):
+    losses, cr, rr = preference_loss(t(PC), t(PR), t(RC), t(RR), beta=BETA, loss_type=loss_type)
+    assert losses.item() == pytest.approx(HAND[loss_type], rel=1e-9)
+    assert cr.item() == pytest.approx(BETA * (PC - RC))  # 0.1
+    assert rr.item() == pytest.approx(BETA * (PR - RR))  # -0.1
+
+
+def test_hand_values_are_what_we_think():
+    assert HAND["sigmoid"] == pytest.approx(0.5981388693, rel=1e-9)
+    assert HAND["ipo"] == pytest.approx(9.0)
+    assert HAND["hinge"] == pytest.approx(0.8)
+
+
+def test_preference_loss_batch_and_hinge_clamp():
+    # second example: logits = 20, beta*logits = 2 -> hinge 0
+    losses, _, _ = preference_loss(t(-1, 10), t(-3, -10), t(-2, 0), t(-2, 0), beta=0.1, loss_type="hinge")
+    assert losses.tolist() == pytest.approx([0.8, 0.0])
+
+
+def test_default_is_sigmoid_beta_point_one():
+    losses, _, _ = preference_loss(t(PC), t(PR), t(RC), t(RR))
+    assert losses.item() == pytest.approx(HAND["sigmoid"])
+
+
+def test_unknown_loss_type():
+    with pytest.raises(ValueError, match="sigmoid, ipo, hinge"):
+        preference_loss(t(0), t(0), t(0), t(0), loss_type="kto")
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_gradient_flows_to_policy_not_rewards(loss_type):
+    pc, pr = t(PC).requires_grad_(), t(PR).requires_grad_()
+    losses, cr, rr = preference_loss(pc, pr, t(RC), t(RR), beta=BETA, loss_type=loss_type)
+    assert not cr.requires_grad and not rr.requires_grad
+    losses.sum().backward()
+    # every loss here prefers a larger chosen / smaller rejected log-prob
+    assert pc.grad.item() < 0 < pr.grad.item()
+
+
+def test_end_to_end_gradient_through_sequence_logps():
+    logits = torch.randn(2, 4, 5, requires_grad=True)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, 0]])
+    lp = sequence_logps(logits, labels)
+    losses, _, _ = preference_loss(lp[:1], lp[1:], torch.zeros(1), torch.zeros(1))
+    losses.sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_sequence_logps_dtypes():
+    logits = torch.tensor([ROWS], dtype=torch.float64)
+    labels = torch.tensor([[-100, 1, 2]])
+    assert sequence_logps(logits, labels).dtype == torch.float64
+    assert sequence_logps(logits.to(torch.bfloat16), labels).dtype == torch.float32
