@@ -21,7 +21,7 @@ def validate(cfg: DictConfig) -> None:
     n = cfg.callbacks.self_reward.n_candidates
     if n < 2:
         raise ConfigError(f"callbacks.self_reward.n_candidates={n}: pairs need at least 2 candidates per prompt")
-    for key in ("prompts", "judge", "train"):
-        for sub, val in cfg[key].items():
+    for key in ("prompts", "judge", "train", "data", "model"):
+        for sub in cfg[key].keys():  # reading a value would raise omegaconf's own error first
             if OmegaConf.is_missing(cfg[key], sub):
-                raise ConfigError(f"{key}.{sub} is required for {key}={cfg[key].get('name', key)}: set {key}.{sub}=...")
+                raise ConfigError(f"{key}.{sub} is required by the chosen {key} option: set {key}.{sub}=...")

@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from srlm_exp import distributed
 from srlm_exp.config_checks import validate
 from srlm_exp.models.loading import free
 from srlm_exp.summary import Summary
@@ -32,9 +33,12 @@ def run(cfg: DictConfig) -> dict:
 
     validate(cfg)
     out_dir, choices, overrides, sweep = job_identity(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
-    (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).
+    distributed.launch(cfg.trainer, multirun=sweep is not None)
+    if distributed.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
+        (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data_eft": bool(cfg.data.get("eft", True)),
            "reference": cfg.train.get("reference"), "sweep": sweep}
     summary = Summary(out_dir / "summary.json", job)
@@ -53,4 +57,5 @@ def run(cfg: DictConfig) -> dict:
     finally:
         tracker.finish(failed)
         free(loop)
+        distributed.teardown(failed)
     return summary.data

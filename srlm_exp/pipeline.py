@@ -24,12 +24,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from srlm_exp import distributed
 from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
-from srlm_exp.models.loading import free, is_model_dir, load_model, load_tokenizer, save_model
-from srlm_exp.models.lora import apply_lora, merged_copy_if_lora
+from srlm_exp.models.loading import (enable_gradient_checkpointing, free, is_model_dir, load_model, load_tokenizer,
+                                     save_model)
+from srlm_exp.models.lora import apply_lora, is_lora, merged_copy_if_lora, save_adapter
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
@@ -47,16 +49,21 @@ class SaveModelCallback(pl.Callback):
         self.out_dir, self.tokenizer = Path(out_dir), tokenizer
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        # Every rank merges its own (identical) copy, so the generation phase that follows runs the
+        # saved model on all ranks; rank 0 alone writes (the adapter too: small, relative to M(t-1)).
+        if trainer.is_global_zero and is_lora(pl_module.model):
+            save_adapter(pl_module.model, self.out_dir.with_name(self.out_dir.name + "_adapter"))
+        pl_module.model = merged_copy_if_lora(pl_module.model)
         if trainer.is_global_zero:
-            pl_module.model = merged_copy_if_lora(pl_module.model)
             save_model(pl_module.model, self.tokenizer, self.out_dir)
+        distributed.barrier()  # no rank reads M(t) before it is on disk
 
 
 class Loop:
     def __init__(self, cfg: DictConfig, out_dir: Path, summary: Summary, tracker: Tracker):
         self.cfg, self.out, self.summary, self.tracker = cfg, Path(out_dir), summary, tracker
         self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
-        self.seed_data = instantiate(cfg.data).build(self.out / "data")
+        self.seed_data = distributed.main_first(lambda: instantiate(cfg.data).build(self.out / "data"))
         self.judge = instantiate(cfg.judge)
         self.pair_rule = instantiate(cfg.pairs)
         self.prompt_source = instantiate(cfg.prompts)
@@ -83,11 +90,13 @@ class Loop:
         for t in range(1, last + 1):
             timings: dict[str, float] = {}
             makes_data = t < last
-            if not is_model_dir(self.model_dir(t)):
+            # Rank 0 decides what a resumed job skips: every rank must take the same branch.
+            if not distributed.share_from_main(lambda: is_model_dir(self.model_dir(t))):
                 t1 = time.time()
                 self.train(t, timings if makes_data else None)
                 timings["train"] = round(time.time() - t1 - sum(v for k, v in timings.items() if k != "train"), 2)
-            elif makes_data and not all((self.it_dir(t + 1) / f).exists() for f in AIFT_FILES):
+            elif makes_data and not distributed.share_from_main(
+                    lambda: all((self.it_dir(t + 1) / f).exists() for f in AIFT_FILES)):
                 model = self.load(self.model_dir(t))
                 self.bind_callback(t, timings).run(model)
                 free(model)
@@ -100,8 +109,7 @@ class Loop:
         if trainable:
             model.train()  # from_pretrained returns eval mode (dropout off)
             if c.gradient_checkpointing:
-                model.gradient_checkpointing_enable()
-                model.config.use_cache = False
+                enable_gradient_checkpointing(model)
             if c.lora.enabled:
                 model = apply_lora(model, c.lora)
         return model.to(self.device)
@@ -126,6 +134,8 @@ class Loop:
     def train(self, t: int, timings: dict | None) -> None:
         """Train M(t) from M(t-1); the callbacks save it and (unless last) make AIFT(M(t))."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
+        if t == 1 and getattr(self.seed_data, "needs_model_eft", False):
+            self.model_judged_eft()
         model = self.load(self.model_dir(t - 1), trainable=True)
         callbacks: list[pl.Callback] = [SaveModelCallback(self.model_dir(t), self.tokenizer)]
         if timings is not None:
@@ -137,10 +147,35 @@ class Loop:
             self.train_stage.fit(model, self.tokenizer, self.it_dir(t), t, fit, lambda: self.load(self.model_dir(1)))
         free(model)
 
-    def sft_m1(self, model, fit) -> None:
+    def model_judged_eft(self) -> None:
+        """EFT the paper's way (seed data without a grader): an IFT-only SFT model judges human-ranked
+        replies K times; sets it orders like the humans become EFT data (data/eft_graded.jsonl)."""
+        target = self.seed_data.files["eft_graded"]
+        if distributed.share_from_main(target.exists) or not self.seed_data.use_eft:
+            return
+        ift_dir = self.it_dir(1) / "ift_only_model"
+        if not distributed.share_from_main(lambda: is_model_dir(ift_dir)):
+            model = self.load(self.model_dir(0), trainable=True)
+            fit = self.run_fit([SaveModelCallback(ift_dir, self.tokenizer)])
+            self.sft_m1(model, fit, with_eft=False)
+            free(model)
+        model = self.load(ift_dir)
+        sets = self.seed_data.eft_candidates()
+        judge = self.judge.model_judge()
+        judged = distributed.split_map(lambda part: judge.judge(
+            model, self.tokenizer, [s["instruction"] for s in part], [s["responses"] for s in part],
+            batch_size=self.cfg.eval.judge_batch_size, desc="EFT judging"), sets)
+        free(model)
+        rows = self.seed_data.select_eft([[j.scores for j in js] for js in judged], [[j.texts for j in js] for js in judged])
+        if distributed.is_main():
+            write_jsonl(target, rows)
+        distributed.barrier()
+        log.info("EFT: kept %d judged replies from %d ranked sets", len(rows), len(sets))
+
+    def sft_m1(self, model, fit, with_eft: bool = True) -> None:
         s = self.cfg.sft
         rows = [{"instruction": r["instruction"], "response": r["response"]} for r in self.seed_data.ift()]
-        eft = self.judge.model_judge().eft_rows(self.seed_data)
+        eft = self.judge.model_judge().eft_rows(self.seed_data) if with_eft else []
         examples = [chat_example(self.tokenizer, r["instruction"], r["response"], s.max_len) for r in rows + eft]
         log.info("M1: SFT on %d IFT + %d EFT examples", len(rows), len(eft))
         loader = DataLoader(examples, batch_size=s.batch_size, shuffle=True,
@@ -158,23 +193,26 @@ class Loop:
         model = self.load(self.model_dir(t))
         resp_file = self.it_dir(t) / "eval_responses.jsonl"
         rows = self.seed_data.eval_rows()
-        if resp_file.exists():
+        if distributed.share_from_main(resp_file.exists):
             graded = read_jsonl(resp_file)
             metrics, _ = grade_responses(self.seed_data, rows, [g["response"] for g in graded])
-        else:
-            responses = policy_responses(model, self.tokenizer, [r["instruction"] for r in rows], e.max_new_tokens, e.batch_size)
+        else:  # instructions split across ranks; all get every response back
+            responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, e.max_new_tokens,
+                                                                            e.batch_size), [r["instruction"] for r in rows])
             metrics, graded = grade_responses(self.seed_data, rows, responses)
-            write_jsonl(resp_file, graded)
+            if distributed.is_main():
+                write_jsonl(resp_file, graded)
         entry: dict[str, Any] = {"iteration": t, "model": f"M{t}", "eval": metrics}
         entry["judge"] = evaluate_judge(model, self.tokenizer, self.judge, self.seed_data, e.judge_batch_size)
         free(model)
+        distributed.barrier()  # eval_responses.jsonl is on disk for the head-to-heads of every rank
         entry["head_to_head"] = self.head_to_heads(t)
         stats_file = self.it_dir(t) / "stats.json"
         if stats_file.exists():
             entry.update(json.loads(stats_file.read_text()))
             entry["pairs"].pop("dropped", None)
-        if e.judge_model:
-            entry["external_judge"] = self.external_head_to_heads(t)
+        if e.judge_model:  # one external judge model, on rank 0
+            entry["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(t))
         timings["eval"] = round(time.time() - t0, 2)
         entry["timings"] = timings
         self.summary.put(entry)
@@ -200,7 +238,7 @@ class Loop:
         if mine is None:
             return out
         for name, other in (("vs_M1", 1), ("vs_prev", t - 1)):
-            if other < 0 or other == t or (name == "vs_prev" and other == 1 and t == 2 and "vs_M1" in out):
+            if other < 0 or other == t:
                 continue
             theirs = self._gt_scores(other)
             if theirs is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from srlm_exp.artifacts import write_json
+from srlm_exp.distributed import is_main
 
 
 def clean(obj: Any) -> Any:
@@ -48,4 +49,5 @@ class Summary:
         self.save()
 
     def save(self) -> None:
-        write_json(self.path, clean(self.data))
+        if is_main():  # every rank keeps the same entries; rank 0 alone writes them
+            write_json(self.path, clean(self.data))

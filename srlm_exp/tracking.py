@@ -8,6 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from srlm_exp.distributed import is_main
+
 log = logging.getLogger(__name__)
 
 # The groups whose chosen option names a variant (job type and tags come from these).
@@ -28,7 +30,7 @@ class Tracker:
 
     def __init__(self, cfg: DictConfig, choices: dict[str, str], out_dir: Path, sweep_name: str | None):
         self.lightning_logger: ContinuousWandbLogger | None = None
-        if not cfg.logger.enabled:
+        if not cfg.logger.enabled or not is_main():  # one W&B run per job, held by rank 0
             return
         job_type = choices.get("train", "run")
         tags = [f"{g}={choices[g]}" for g in VARIANT_GROUPS if g in choices] + [f"seed={cfg.seed}"] + list(cfg.logger.tags)

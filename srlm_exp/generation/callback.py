@@ -8,6 +8,7 @@ stopped job is rerun.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -19,11 +20,25 @@ from typing import Any, Callable, Sequence
 import pytorch_lightning as pl
 
 from srlm_exp.artifacts import read_jsonl, write_json, write_jsonl
+from srlm_exp.distributed import is_main, rank, share_from_main, split_map, world_size
 from srlm_exp.evaluation.metrics import pearson
 from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
 from srlm_exp.pairs.rules import summarize_drops
 
 log = logging.getLogger(__name__)
+
+
+def unique_candidates(cands: list[dict]) -> list[dict]:
+    """Merge identical samples (pooling their judgments), so a pair never has chosen == rejected
+    text just because the sampled judge scored two copies differently."""
+    merged: dict[str, dict] = {}
+    for c in cands:
+        m = merged.setdefault(c["text"], dict(c, judgment_scores=[]))
+        m["judgment_scores"] = m["judgment_scores"] + list(c.get("judgment_scores") or [c["score"]])
+    for m in merged.values():
+        valid = [s for s in m["judgment_scores"] if s is not None and not math.isnan(s)]
+        m["score"] = sum(valid) / len(valid) if valid else None
+    return list(merged.values())
 
 
 class SelfRewardCallback(pl.Callback):
@@ -45,44 +60,61 @@ class SelfRewardCallback(pl.Callback):
         return self
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.ctx is not None and trainer.is_global_zero:
-            self.run(pl_module.model)
+        if self.ctx is not None:
+            # Every rank takes part. Lightning's teardown moved the model to the CPU before
+            # on_fit_end: put it back on this rank's device to generate.
+            self.run(pl_module.model.to(trainer.strategy.root_device))
 
     # --- the phase, callable directly when a resumed job skips training ----------------------------
     def run(self, model) -> dict:
+        """Make AIFT(M(t)). Under DDP every rank calls this: rank 0 writes the prompts, each rank
+        samples and judges its share of them, rank 0 writes the gathered candidates, pairs and stats."""
         c = self.ctx
         assert c is not None, "SelfRewardCallback.bind() must be called before run()"
         out: Path = c["out_dir"]
-        out.mkdir(parents=True, exist_ok=True)
-        rng = random.Random(f"self-reward:{c['seed']}:{c['iteration']}")
+        # Separate streams: a resumed job that reads prompts back must still break pair ties the same way.
+        prompt_rng = random.Random(f"self-reward-prompts:{c['seed']}:{c['iteration']}")
+        pair_rng = random.Random(f"self-reward-pairs:{c['seed']}:{c['iteration']}")
         tok, judge, timings = c["tokenizer"], c["judge"], c["timings"]
 
-        if (out / "prompts.jsonl").exists():
-            prompts = [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
-        else:
+        def prompts_phase() -> list[str]:
+            out.mkdir(parents=True, exist_ok=True)
+            if (out / "prompts.jsonl").exists():
+                return [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
             t0 = time.time()
-            prompts = c["prompt_source"].produce(model, tok, c["seed_data"].seed_instructions(), c["earlier"], rng)
+            prompts = c["prompt_source"].produce(model, tok, c["seed_data"].seed_instructions(), c["earlier"], prompt_rng)
             write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
             timings["prompts"] = round(time.time() - t0, 2)
+            return prompts
 
-        if (out / "candidates.jsonl").exists():
-            rows = read_jsonl(out / "candidates.jsonl")
-        else:
+        # On rank 0 only: self-instruct filters novelty sequentially; the others get the result.
+        prompts = share_from_main(prompts_phase)
+
+        rows = None
+        if not share_from_main((out / "candidates.jsonl").exists):
             t0 = time.time()
-            rows = self._candidates(model, tok, judge, prompts, c["seed_data"])
-            write_jsonl(out / "candidates.jsonl", rows)
+            rows = split_map(lambda part: self._candidates(model, tok, judge, part, c["seed_data"]), prompts)
+            for k, row in enumerate(rows):
+                row["prompt_id"] = k
+            if is_main():
+                write_jsonl(out / "candidates.jsonl", rows)
             timings["candidates_and_judging"] = round(time.time() - t0, 2)
 
-        if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
-            import json
-            return json.loads((out / "stats.json").read_text())
-        pairs, stats = self._pairs(rows, c["pair_rule"], rng)
-        write_jsonl(out / "pairs.jsonl", pairs)
-        write_json(out / "stats.json", stats)
-        log.info("iteration %d data: %d prompts, %d pairs (%s)", c["iteration"], len(prompts), len(pairs), stats["pairs"]["dropped"])
-        return stats
+        def pairs_phase() -> dict:
+            if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
+                return json.loads((out / "stats.json").read_text())
+            pairs, stats = self._pairs(rows if rows is not None else read_jsonl(out / "candidates.jsonl"), c["pair_rule"], pair_rng)
+            write_jsonl(out / "pairs.jsonl", pairs)
+            write_json(out / "stats.json", stats)
+            log.info("iteration %d data: %d prompts, %d pairs (%s)", c["iteration"], len(prompts), len(pairs),
+                     stats["pairs"]["dropped"])
+            return stats
+
+        return share_from_main(pairs_phase)  # also the barrier: the files exist when any rank returns
 
     def _candidates(self, model, tok, judge, prompts: list[str], seed_data) -> list[dict]:
+        if world_size() > 1:
+            log.info("rank %d of %d: sampling and judging %d prompts", rank(), world_size(), len(prompts))
         ids = [chat_prompt(tok, p) for p in prompts]
         flat = generate(model, tok, [i for i in ids for _ in range(self.n_candidates)], self.sampling,
                         batch_size=self.batch_size, desc="candidates")
@@ -106,7 +138,7 @@ class SelfRewardCallback(pl.Callback):
         pairs, choices, all_scores, parse_rates = [], [], [], []
         self_scores, gt_scores = [], []
         for r in rows:
-            cands = r["candidates"]
+            cands = unique_candidates(r["candidates"])
             scores = [math.nan if c["score"] is None else float(c["score"]) for c in cands]
             choice = pair_rule(scores, [c["length"] for c in cands], rng)
             choices.append(choice)

@@ -76,6 +76,7 @@ def generate(
             do_sample=do_sample,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=pad_id,
+            use_cache=True,  # even when training turned it off in the config (gradient checkpointing)
         )
         if do_sample:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)

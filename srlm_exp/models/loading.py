@@ -62,6 +62,17 @@ def load_model(
     return model
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in the backward pass, non-reentrant: the reentrant variant gives a
+    block whose inputs need no grad (LoRA: frozen embeddings) no gradients at all, silently."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the old name is deprecated)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False  # the KV cache is useless in training and conflicts with recomputation
+
+
 def save_model(model, tokenizer, out_dir: str | Path) -> Path:
     """Save a plain model directory atomically; LoRA adapters are merged first, so every M(t)
     is a complete model that from_pretrained reads without peft."""

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from srlm_exp import distributed
 from srlm_exp.artifacts import atomic_path, read_jsonl
 from srlm_exp.models.loading import is_model_dir
 from srlm_exp.models import tokenizer as tokenizer_module
@@ -69,7 +70,8 @@ def _packed_blocks(tokenizer, texts: list[str], block_size: int) -> torch.Tensor
 def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path, trainer_cfg: Any, seed: int) -> Path:
     """Return the directory of M0, building it (tokenizer + pretraining) if not cached."""
     out = Path(cache_dir) / f"m0-tiny-{m0_fingerprint(model_cfg, world_files, seed)}"
-    if is_model_dir(out):
+    # Under DDP every rank pretrains (one fit): rank 0 decides whether to, and alone writes M0.
+    if distributed.share_from_main(lambda: is_model_dir(out)):
         log.info("M0: reusing cached %s", out)
         return out
     arch = model_cfg.architecture
@@ -104,9 +106,11 @@ def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path
     trainer.fit(module, loader)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    with atomic_path(out) as tmp:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+    if distributed.is_main():
+        with atomic_path(out) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+    distributed.barrier()
     return out
 
 

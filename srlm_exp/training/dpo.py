@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.models.lora import reference_context
+from srlm_exp.distributed import split_map
+from srlm_exp.models.lora import adapter_only, is_lora, reference_context
 from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
 from srlm_exp.training.optim import adamw_with_cosine
 from srlm_exp.training.tokenize import IGNORE_INDEX, chat_example, pad_batch
@@ -77,6 +78,11 @@ class DPOModule(pl.LightningModule):
             raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
         self.model = model
         self.save_hyperparameters(ignore=["model"])
+        self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
+
+    def on_save_checkpoint(self, checkpoint) -> None:
+        if is_lora(self.model):
+            checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
 
     def training_step(self, batch, batch_idx):
         n = batch["input_ids"].shape[0] // 2
@@ -123,12 +129,16 @@ class DPOStage:
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len),
                   "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len)} for r in rows]
         average = self.loss_type == "ipo"
-        if self.reference == "previous":
-            compute_reference_logps(model, items, tokenizer.pad_token_id, self.batch_size, average)
-        else:
-            ref_model = load_m1()
-            compute_reference_logps(ref_model, items, tokenizer.pad_token_id, self.batch_size, average)
-            del ref_model
+        ref_model = model if self.reference == "previous" else load_m1()
+
+        def reference(part: list[dict]) -> list[tuple[float, float]]:
+            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, average)
+            return [(i["ref_chosen"], i["ref_rejected"]) for i in part]
+
+        # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
+        for item, (chosen, rejected) in zip(items, split_map(reference, items)):
+            item["ref_chosen"], item["ref_rejected"] = chosen, rejected
+        del ref_model
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(iteration),
                             collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from srlm_exp.models.lora import adapter_only, is_lora
 from srlm_exp.training.optim import adamw_with_cosine
 
 
@@ -24,6 +25,11 @@ class SFTModule(pl.LightningModule):
         self.model = model
         # Models are never captured in hparams (would serialize the weights into every checkpoint).
         self.save_hyperparameters(ignore=["model"])
+        self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
+
+    def on_save_checkpoint(self, checkpoint) -> None:
+        if is_lora(self.model):
+            checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
 
     def training_step(self, batch, batch_idx):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])

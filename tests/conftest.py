@@ -1,0 +1,77 @@
+"""Shared test setup: an isolated cache and offline W&B for the whole session, Hydra compose helpers,
+and a helper that runs `run.py` in a subprocess the way a user does."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+
+# Set by the session fixture below; subprocesses get the same values (see `job_env`).
+TEST_ENV: dict[str, str] = {
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "HYDRA_FULL_ERROR": "1",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_env(tmp_path_factory):
+    """SRLM_EXP_CACHE -> a session tmp dir (the smoke M0 is built once and shared by every test,
+    never in ~/.cache), W&B offline and silent, full Hydra tracebacks."""
+    cache = tmp_path_factory.mktemp("srlm_cache")
+    values = dict(TEST_ENV, SRLM_EXP_CACHE=str(cache))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in values.items():
+            mp.setenv(k, v)
+        TEST_ENV["SRLM_EXP_CACHE"] = str(cache)
+        yield values
+        TEST_ENV.pop("SRLM_EXP_CACHE", None)
+
+
+def compose(overrides: Sequence[str] = ()):
+    """The config `python run.py <overrides>` would run with (without the `hydra` node)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=False)
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Every config group of conf/ and its options, discovered from the files."""
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(CONF_DIR.iterdir())
+        if d.is_dir() and any(d.glob("*.yaml"))
+    }
+
+
+def job_env() -> dict[str, str]:
+    """Environment of a `run.py` subprocess: this session's cache, offline W&B, importable package."""
+    env = os.environ.copy()
+    env.update(TEST_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.pop("WANDB_API_KEY", None)  # never talk to a W&B server from tests
+    return env
+
+
+def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, check: bool = True,
+            multirun: bool = False) -> subprocess.CompletedProcess:
+    """Run `python run.py [-m] <overrides>` from the repository root; output goes to `log_file`.
+
+    With check=True a non-zero exit fails the test and shows the end of the log."""
+    cmd = [sys.executable, str(REPO / "run.py")] + (["-m"] if multirun else []) + list(overrides)
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, env=job_env(), stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+    proc.log = log_file.read_text(errors="replace")  # type: ignore[attr-defined]
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}; end of {log_file}:\n{proc.log[-6000:]}")
+    return proc

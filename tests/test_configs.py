@@ -1,0 +1,322 @@
+"""Every option of every config group composes (alone and with debug=smoke), its `_target_`s
+instantiate without files or models, required values are reported by name, and every YAML file
+says what it is in a first-line comment. Options are discovered from conf/<group>/*.yaml, so a new
+option is tested without editing this file."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from conftest import CONF_DIR, REPO, compose, config_groups
+from srlm_exp.config_checks import ConfigError, validate
+from srlm_exp.data.sources import SeedData, WorldSeedData
+from srlm_exp.judging.judge import Judge, JudgeTemplateError
+from srlm_exp.pairs.rules import PairChoice
+from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+
+GROUPS = config_groups()
+OPTIONS = [(g, o) for g, opts in GROUPS.items() for o in opts]
+
+
+def _option_overrides(group: str, option: str, smoke: bool) -> list[str]:
+    overrides = [f"{group}={option}"]
+    if smoke and group != "debug":
+        overrides.append("debug=smoke")
+    return overrides
+
+
+def _cases(with_marks: dict[tuple, Any] | None = None):
+    """(group, option, smoke) for every option; marks keyed by (group, option) or (group, option, smoke)."""
+    cases = []
+    for group, option in OPTIONS:
+        for smoke in (False, True):
+            if group == "debug" and smoke:
+                continue  # debug=<option> is the only debug override
+            marks = (with_marks or {}).get((group, option), (with_marks or {}).get((group, option, smoke), ()))
+            cases.append(pytest.param(group, option, smoke, marks=marks,
+                                      id=f"{group}={option}{'+smoke' if smoke else ''}"))
+    return cases
+
+
+_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    """compose(), memoized: the same overrides are composed once per session (a fresh copy each call)."""
+    key = tuple(overrides)
+    if key not in _COMPOSED:
+        _COMPOSED[key] = compose(overrides)
+    return copy.deepcopy(_COMPOSED[key])
+
+
+def _group_node(cfg: DictConfig, group: str) -> DictConfig:
+    """cfg[group]; options of `@package _global_` groups (debug, experiment) have no node of their own."""
+    return cfg[group] if group in cfg else OmegaConf.create({})
+
+
+def _missing_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of `???` values in `node` (recursively)."""
+    out = []
+    for key in node.keys():
+        if OmegaConf.is_missing(node, key):
+            out.append(f"{prefix}{key}")
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            out += _missing_keys(child, f"{prefix}{key}.")
+    return out
+
+
+def _target_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Paths (tuples of keys) of every sub-config that has a `_target_`."""
+    out = []
+    if isinstance(node, (dict, DictConfig)):
+        if "_target_" in node:
+            out.append(prefix)
+        for key in node.keys():
+            if key == "_target_":
+                continue
+            child = node._get_node(key) if isinstance(node, DictConfig) else node[key]
+            if isinstance(child, (dict, DictConfig)):
+                out += _target_paths(child, prefix + (key,))
+    return out
+
+
+def _select(node, path: tuple):
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _raw(group: str, option: str) -> DictConfig:
+    return OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+
+
+# ------------------------------------------------------------------------------ discovery
+
+def test_groups_are_discovered():
+    # The groups the pipeline instantiates must exist; this also guards the discovery itself.
+    for group in ("model", "data", "sft", "train", "judge", "pairs", "prompts", "callbacks", "eval",
+                  "logger", "trainer", "debug", "experiment"):
+        assert GROUPS.get(group), f"conf/{group}/ has no options"
+    assert {"additive5", "holistic5", "oracle", "pairwise"} <= set(GROUPS["judge"])
+    assert len(OPTIONS) >= 30
+
+
+# ------------------------------------------------------------------------------ composing
+
+@pytest.mark.parametrize("group,option,smoke", _cases())
+def test_every_option_composes(group, option, smoke):
+    cfg = _compose(_option_overrides(group, option, smoke))
+    # Every interpolation resolves (??? values are reported separately, see below).
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    raw = _raw(group, option)
+    # The option is what is in effect: each `_target_` of its file is there, at the same place.
+    for path in _target_paths(raw):
+        assert _select(_group_node(cfg, group), path)["_target_"] == _select(raw, path)["_target_"], (group, option, path)
+    if "name" in raw and group != "debug":
+        assert _group_node(cfg, group).name == raw.name
+    if smoke:
+        assert cfg.model.get("architecture") is None or cfg.model.architecture.hidden_size <= 64
+        assert cfg.data.sizes.corpus <= 200 and cfg.sft.max_steps <= 200
+        if group != "prompts":
+            assert cfg.prompts._target_.endswith("WorldPoolPrompts"), "debug=smoke takes prompts from the world pool"
+
+
+def test_command_line_prompts_beat_the_smoke_default():
+    cfg = compose(["debug=smoke", "prompts=self_instruct"])
+    assert cfg.prompts._target_.endswith("SelfInstructPrompts")
+    assert cfg.prompts.n_prompts == 6  # the smoke shrinking still applies
+
+
+def test_smoke_shrinks_the_default_run():
+    full, smoke = compose([]), compose(["debug=smoke"])
+    assert smoke.model.architecture.hidden_size < full.model.architecture.hidden_size
+    assert smoke.data.sizes.corpus < full.data.sizes.corpus
+    assert smoke.loop.iterations == full.loop.iterations == 2
+    assert full.prompts._target_.endswith("SelfInstructPrompts")
+
+
+def test_cache_dir_follows_the_environment(isolated_env):
+    assert compose([]).paths.cache_dir == isolated_env["SRLM_EXP_CACHE"]
+
+
+# ------------------------------------------------------------------------------ validation
+
+@pytest.mark.parametrize("group,option,smoke", _cases())
+def test_validate_every_option(group, option, smoke):
+    """validate() accepts every complete option; an option with `???` values gets a ConfigError naming the key."""
+    cfg = _compose(_option_overrides(group, option, smoke))
+    missing = _missing_keys(_group_node(cfg, group))
+    if not missing:
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            # A complete option may still not combine with the defaults (data=oasst needs model=hf):
+            # the message must then name this group.
+            assert f"{group}=" in str(err) or f"{group}." in str(err), str(err)
+        return
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert any(f"{group}.{k}" in str(err.value) for k in missing), (missing, str(err.value))
+
+
+@pytest.mark.parametrize("group,option,key", [
+    ("prompts", "fixed", "generator_path"),
+    ("prompts", "dataset", "path"),
+    ("model", "hf", "name_or_path"),
+])
+@pytest.mark.parametrize("smoke", [False, True], ids=["full", "smoke"])
+def test_required_values_are_missing_until_given(group, option, key, smoke):
+    cfg = compose(_option_overrides(group, option, smoke))
+    assert OmegaConf.is_missing(cfg[group], key)
+    given = compose(_option_overrides(group, option, smoke) + [f"{group}.{key}=/some/where"])
+    assert not OmegaConf.is_missing(given[group], key)
+    validate(given)
+
+
+def test_model_hf_without_name_or_path_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"model\.name_or_path"):
+        validate(compose(["model=hf"]))
+    validate(compose(["model=hf", "model.name_or_path=/models/llama"]))
+
+
+@pytest.mark.parametrize("option,key", [("fixed", "generator_path"), ("dataset", "path")])
+def test_prompts_without_required_value_cannot_be_instantiated(option, key):
+    cfg = compose([f"prompts={option}"])
+    with pytest.raises((InstantiationException, MissingMandatoryValue), match=key):
+        instantiate(cfg.prompts)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["loop.iterations=-1"], r"loop\.iterations"),
+    (["callbacks.self_reward.n_candidates=1"], r"n_candidates"),
+])
+def test_validate_rejects_bad_values(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(compose(overrides))
+
+
+# ------------------------------------------------------------------------------ instantiation
+
+def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: Any) -> None:
+    if isinstance(obj, Judge) or group == "judge":
+        assert isinstance(obj, Judge)
+        assert obj.name == node.name
+        for placeholder in obj.required_placeholders:
+            assert placeholder in obj.template
+        assert obj.num_judgments == node.num_judgments >= 1
+        assert obj.low < obj.high
+    elif group == "pairs":
+        assert callable(obj)
+        scores, lengths = [1.0, 4.0, 2.5, math.nan], [3, 9, 5, 4]
+        choice = obj(scores, lengths, random.Random(0))
+        assert isinstance(choice, PairChoice) and choice.pairs, option
+        for c, r in choice.pairs:
+            assert c != r and scores[c] > scores[r] and not math.isnan(scores[r])
+    elif group == "train":
+        assert callable(getattr(obj, "fit", None)) and obj.name == option
+        assert obj.min_examples == node.min_examples
+    elif group == "callbacks":
+        assert isinstance(obj, pl.Callback)
+        assert obj.n_candidates == node.n_candidates >= 2
+    elif group == "prompts":
+        assert callable(getattr(obj, "produce", None))
+        assert obj.n_prompts == node.n_prompts
+    elif group == "data":
+        assert isinstance(obj, SeedData) and obj.name == option and obj.use_eft is bool(node.eft)
+        if isinstance(obj, WorldSeedData):
+            assert obj.has_ground_truth and obj.sizes.ift == node.sizes.ift
+    elif group == "model":
+        assert path == ("source",) and callable(getattr(obj, "m0", None))
+
+
+@pytest.mark.parametrize("group,option,smoke", _cases())
+def test_every_target_instantiates(group, option, smoke):
+    """Every `_target_` of the option instantiates (none of them needs files or a model to exist);
+    one whose config still has `???` values refuses to."""
+    cfg = _compose(_option_overrides(group, option, smoke))
+    paths = _target_paths(_group_node(cfg, group))
+    if group in ("judge", "pairs", "train", "prompts", "data"):
+        assert paths and paths[0] == (), f"{group}={option} has no _target_"
+    for path in paths:
+        node = _select(_group_node(cfg, group), path)
+        if _missing_keys(node):
+            with pytest.raises((InstantiationException, MissingMandatoryValue)):
+                instantiate(node)
+            continue
+        _check_object(group, option, path, node, instantiate(node))
+
+
+def test_callbacks_group_builds_the_self_reward_callback():
+    cfg = compose(["debug=smoke"])
+    cb = instantiate(cfg.callbacks.self_reward)
+    assert isinstance(cb, pl.Callback) and cb.n_candidates == 3 and cb.sampling.max_new_tokens == 12
+
+
+# ------------------------------------------------------------------------------ judges
+
+@pytest.mark.parametrize("option", ["additive5", "oracle"])
+def test_additive5_template_is_the_papers_prompt_verbatim(option):
+    cfg = compose([f"judge={option}"])
+    assert cfg.judge.template == PAPER_JUDGE_PROMPT
+    judge = instantiate(cfg.judge)
+    assert judge.template == PAPER_JUDGE_PROMPT
+    # The oracle still trains and evaluates the model's own judging with the paper's prompt.
+    assert judge.model_judge().template == PAPER_JUDGE_PROMPT
+    assert (judge.low, judge.high) == (0.0, 5.0)
+
+
+def test_all_four_judges_instantiate_with_distinct_behaviour():
+    judges = {o: instantiate(compose([f"judge={o}"]).judge) for o in ("additive5", "holistic5", "oracle", "pairwise")}
+    assert {type(j).__name__ for j in judges.values()} == {"Judge", "OracleJudge", "PairwiseJudge"}
+    assert judges["oracle"].uses_model is False and judges["additive5"].uses_model is True
+    assert (judges["holistic5"].low, judges["holistic5"].high) == (1.0, 5.0)
+    rendered = judges["additive5"].render("Add 2 and 3.", "The answer is 5.")
+    assert "User: Add 2 and 3." in rendered and "<response>The answer is 5.</response>" in rendered
+    pair = judges["pairwise"].render_pair("Add 2 and 3.", "five", "six")
+    assert "<response_a>five</response_a>" in pair and "<response_b>six</response_b>" in pair
+
+
+@pytest.mark.parametrize("option", GROUPS["judge"])
+def test_judge_template_without_a_placeholder_is_rejected_by_name(option):
+    cfg = compose([f"judge={option}"])
+    placeholders = instantiate(cfg.judge).required_placeholders
+    assert placeholders
+    for placeholder in placeholders:
+        broken = cfg.judge.copy()
+        broken.template = cfg.judge.template.replace(placeholder, "")
+        with pytest.raises(InstantiationException) as err:
+            instantiate(broken)
+        cause = err.value.__cause__
+        assert isinstance(cause, JudgeTemplateError), repr(cause)
+        assert placeholder in str(cause)
+        assert [p for p in placeholders if p != placeholder and p in str(cause).split("must contain")[0]] == []
+
+
+# ------------------------------------------------------------------------------ YAML files
+
+YAML_FILES = sorted(CONF_DIR.rglob("*.yaml")) + sorted((REPO / "sweeps").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_yaml_starts_with_a_comment(path: Path):
+    lines = path.read_text().splitlines()
+    assert lines and lines[0].startswith("#"), f"{path}: first line must be a '#' comment saying what the file is"
+    header = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#").strip())
+    descriptive = [h for h in header if h and not h.startswith("@package")]
+    assert descriptive and len(descriptive[0]) >= 10, f"{path}: the leading comment says nothing: {header}"
