@@ -36,7 +36,7 @@ from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.sft import SFTModule
-from srlm_exp.training.tokenize import chat_example, collate_examples
+from srlm_exp.training.tokenize import chat_example, collate_examples, length_grouped_batches
 
 log = logging.getLogger(__name__)
 AIFT_FILES = ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl", "stats.json")
@@ -178,8 +178,11 @@ class Loop:
         eft = self.judge.model_judge().eft_rows(self.seed_data) if with_eft else []
         examples = [chat_example(self.tokenizer, r["instruction"], r["response"], s.max_len) for r in rows + eft]
         log.info("M1: SFT on %d IFT + %d EFT examples", len(rows), len(eft))
-        loader = DataLoader(examples, batch_size=s.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(self.cfg.seed),
+        # Batches of similar length, in a seeded random order fixed for the run (a plain ordered
+        # dataset, so DDP's sampler still splits it evenly across ranks).
+        batches = length_grouped_batches([len(e.input_ids) for e in examples], s.batch_size, self.cfg.seed)
+        examples = [examples[i] for b in batches for i in b]
+        loader = DataLoader(examples, batch_size=s.batch_size, shuffle=False,
                             collate_fn=lambda b: collate_examples(b, self.tokenizer.pad_token_id))
         fit(SFTModule(model, lr=s.lr, min_lr=s.min_lr, warmup_steps=s.warmup_steps), loader, s.epochs, s.max_steps)
 

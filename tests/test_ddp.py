@@ -63,3 +63,57 @@ def test_slurm_launcher_option_composes():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.partition == "gpu" and launcher.timeout_min > 0 and launcher.gpus_per_node >= 1
     assert launcher.tasks_per_node == 1 and launcher.max_num_timeout > 0
+
+
+# --- the helpers, in a real two-process gloo group -----------------------------------------------
+
+def _two_ranks(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from srlm_exp import distributed
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        seen = []
+        squares = distributed.split_map(lambda part: seen.extend(part) or [x * x for x in part], list(range(5)))
+        decided = distributed.share_from_main(lambda: f"rank {distributed.rank()} decided")
+        results.put((rank, seen, squares, decided))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_split_map_shares_uneven_work_and_gathers_in_order():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_two_ranks, args=(r, port, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert got == [(0, [0, 2, 4], [0, 1, 4, 9, 16], "rank 0 decided"),
+                   (1, [1, 3], [0, 1, 4, 9, 16], "rank 0 decided")]
+
+
+def test_one_process_helpers_are_plain_calls():
+    from srlm_exp import distributed
+
+    assert distributed.world_size() == 1 and distributed.is_main()
+    assert distributed.split_map(lambda xs: [x + 1 for x in xs], [1, 2]) == [2, 3]
+    assert distributed.share_from_main(lambda: 7) == 7
+    assert distributed.launch({"strategy": "auto", "devices": 1}) == 1
+
+
+@pytest.mark.parametrize("strategy,match", [("fsdp", "FSDP is not supported yet"), ("ddp_spawn", "use trainer=ddp")])
+def test_strategies_the_loop_cannot_run_are_refused(strategy, match):
+    from srlm_exp.distributed import DistributedConfigError, launch
+
+    with pytest.raises(DistributedConfigError, match=match):
+        launch({"strategy": strategy, "accelerator": "cpu", "devices": 2})

@@ -209,3 +209,16 @@ def test_collate_masks_padding_in_labels_and_attention(tok):
         assert batch["attention_mask"][row, n:].tolist() == [0] * (width - n)
     assert int(batch["attention_mask"].sum()) == sum(lengths)
     assert int((batch["labels"] != IGNORE_INDEX).sum()) == sum(e.n_response_tokens for e in examples)
+
+
+def test_length_grouped_batches_group_similar_lengths_and_cover_everything():
+    from srlm_exp.training.tokenize import length_grouped_batches
+
+    lengths = [5, 400, 7, 420, 6, 410, 8, 430, 9, 440, 11]
+    batches = length_grouped_batches(lengths, batch_size=2, seed=0, mega=2)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) == 2 for b in batches[:-1]) and len(batches[-1]) == 1  # the short one last
+    lengths, batches = lengths[:8], length_grouped_batches(lengths[:8], batch_size=2, seed=0, mega=8)
+    for b in batches:  # no batch mixes a short IFT-like example with a long judge prompt
+        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) < 100
+    assert batches == length_grouped_batches(lengths, batch_size=2, seed=0, mega=8)  # deterministic
