@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 
 import datasets
@@ -12,7 +13,7 @@ from srlm_exp.world.grader import (
     Grade, canonical_response, extract_answer, grade, grade_task, justification,
     response_with_score, similarity,
 )
-from srlm_exp.world.seed_data import WorldSizes, build_world, load_jsonl
+from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, SELF_INSTRUCT_SHARE, WorldSizes, build_world, load_jsonl
 from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
 
 
@@ -165,7 +166,7 @@ def _rows(path):
 
 def test_build_world_files(world):
     assert set(world) == {"corpus", "ift", "eft_raw", "eval", "judge_eval"}
-    lengths = {"corpus": SMALL.corpus, "ift": SMALL.ift, "eft_raw": SMALL.eft,
+    lengths = {"corpus": SMALL.corpus, "ift": SMALL.ift + round(SMALL.ift * SELF_INSTRUCT_SHARE), "eft_raw": SMALL.eft,
                "eval": SMALL.eval, "judge_eval": SMALL.judge_eval}
     for name, path in world.items():
         assert path.exists() and not path.with_name(path.name + ".tmp").exists()
@@ -178,6 +179,11 @@ def test_build_world_files(world):
 
 def test_build_world_contents(world):
     for r in _rows(world["ift"]):
+        if r["family"] == SELF_INSTRUCT_FAMILY:  # asks for new tasks: each must be a gradable, new instruction
+            tasks = re.findall(r"<task>(.*?)</task>", r["response"])
+            assert r["instruction"].count("<task>") == 8 and len(tasks) == 3
+            assert all(parse_instruction(t) is not None and t not in r["instruction"] for t in tasks)
+            continue
         assert grade(r["instruction"], r["response"]).score == 5
     eft = _rows(world["eft_raw"])
     assert Counter(r["score"] for r in eft) == {k: SMALL.eft // 6 for k in range(6)}
@@ -191,7 +197,7 @@ def test_build_world_contents(world):
         assert [grade(r["instruction"], x).score for x in r["responses"]] == r["scores"]
     # families balanced in every split
     for name in ("ift", "eft_raw", "eval", "judge_eval"):
-        counts = Counter(r["family"] for r in _rows(world[name]))
+        counts = Counter(r["family"] for r in _rows(world[name]) if r["family"] != SELF_INSTRUCT_FAMILY)
         assert set(counts) == set(FAMILIES) and max(counts.values()) - min(counts.values()) <= 1
 
 

@@ -30,7 +30,8 @@ class SeedData:
         return read_jsonl(self.files["judge_eval"])
 
     def seed_instructions(self) -> list[str]:
-        return [r["instruction"] for r in self.ift()]
+        """The IFT instructions few-shot prompt generation draws its examples from."""
+        return [r["instruction"] for r in self.ift() if r.get("family") != "self_instruct"]
 
     def grade(self, instruction: str, response: str):
         raise NotImplementedError(f"{type(self).__name__} has no ground-truth grader")

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.generation.rouge import NoveltyFilter
-from srlm_exp.generation.sampler import Sampling, generate, raw_prompt
+from srlm_exp.generation.sampler import Sampling, chat_prompt, generate, raw_prompt
 
 log = logging.getLogger(__name__)
 _TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
@@ -24,11 +24,14 @@ class NotEnoughPromptsError(RuntimeError):
     pass
 
 
-def parse_tasks(new_text: str) -> list[str]:
-    """Tasks in a completion that started right after an opened `<task>` tag."""
-    head, sep, rest = new_text.partition("</task>")
-    found = [head] if sep else []  # an unclosed first task was cut by the budget: drop it
-    found += _TASK_RE.findall(rest)
+def parse_tasks(new_text: str, opened: bool = False) -> list[str]:
+    """The `<task>...</task>` items of generated text; with `opened`, the text continues a `<task>`
+    tag the request already opened (raw completion). Unclosed items were cut by the budget: dropped."""
+    found = []
+    if opened:
+        head, sep, new_text = new_text.partition("</task>")
+        found = [head] if sep else []
+    found += _TASK_RE.findall(new_text)
     return [" ".join(t.split()) for t in found]
 
 
@@ -56,12 +59,17 @@ class PromptFilter:
 
 class SelfInstructPrompts:
     """The current model writes new prompts few-shot: `shots_from_seed` IFT examples plus
-    `shots_from_generated` earlier generated prompts, each as <task>...</task>."""
+    `shots_from_generated` earlier generated prompts, each as <task>...</task>.
+
+    `chat=True` sends the request as a user turn (instruction-tuned models, and M(t) of the
+    embedded world, whose IFT data holds such requests); `chat=False` continues the raw text after
+    an opened `<task>` tag, the way public replications prompt a base model."""
 
     def __init__(self, n_prompts: int = 64, shots_from_seed: int = 6, shots_from_generated: int = 2,
                  requests_per_batch: int = 32, max_requests: int = 512, temperature: float = 0.6, top_p: float = 0.9,
                  max_new_tokens: int = 48, min_words: int = 3, max_words: int = 40, rouge_threshold: float = 0.7,
-                 header: str = "Come up with a series of tasks and questions.", batch_size: int = 32):
+                 header: str = "Come up with a series of tasks and questions.", batch_size: int = 32, chat: bool = True):
+        self.chat = chat
         self.n_prompts = n_prompts
         self.shots_from_seed, self.shots_from_generated = shots_from_seed, shots_from_generated
         self.requests_per_batch, self.max_requests = requests_per_batch, max_requests
@@ -75,7 +83,8 @@ class SelfInstructPrompts:
         shots = rng.sample(list(seed), min(len(seed), self.shots_from_seed + self.shots_from_generated - k_gen))
         shots += rng.sample(list(generated), k_gen)
         rng.shuffle(shots)
-        return self.header + "\n" + "\n".join(f"<task>{s}</task>" for s in shots) + "\n<task>"
+        text = self.header + "\n" + "\n".join(f"<task>{s}</task>" for s in shots)
+        return text if self.chat else text + "\n<task>"
 
     def generator(self, model, tokenizer):
         """The model that writes prompts (the current model for self-instruct)."""
@@ -89,11 +98,12 @@ class SelfInstructPrompts:
         while len(new) < self.n_prompts and requests < self.max_requests:
             n = min(self.requests_per_batch, self.max_requests - requests)
             texts = [self.request(seed, list(earlier) + new, rng) for _ in range(n)]
-            outs = generate(model, tokenizer, [raw_prompt(tokenizer, t) for t in texts], self.sampling,
+            encode = chat_prompt if self.chat else raw_prompt
+            outs = generate(model, tokenizer, [encode(tokenizer, t) for t in texts], self.sampling,
                             batch_size=self.batch_size, desc="prompts")
             requests += n
             for out in outs:
-                for task in parse_tasks(out):
+                for task in parse_tasks(out, opened=not self.chat):
                     if len(new) < self.n_prompts and filt.offer(task):
                         new.append(task)
         log.info("prompts: %d new from %d requests (rejected %s)", len(new), requests, filt.rejected)

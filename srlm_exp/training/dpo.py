@@ -10,15 +10,14 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.distributed import split_map
-from srlm_exp.models.lora import adapter_only, is_lora, reference_context
+from srlm_exp.models.lora import reference_context
 from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
-from srlm_exp.training.optim import adamw_with_cosine
+from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.tokenize import IGNORE_INDEX, chat_example, pad_batch
 
 log = logging.getLogger(__name__)
@@ -70,19 +69,13 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
     model.train(was_training)
 
 
-class DPOModule(pl.LightningModule):
+class DPOModule(PolicyModule):
     def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
                  warmup_steps: int = 0, weight_decay: float = 0.0):
-        super().__init__()
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
-        self.model = model
+        super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
-        self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
-
-    def on_save_checkpoint(self, checkpoint) -> None:
-        if is_lora(self.model):
-            checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
 
     def training_step(self, batch, batch_idx):
         n = batch["input_ids"].shape[0] // 2
@@ -99,9 +92,6 @@ class DPOModule(pl.LightningModule):
         self.log("dpo/accuracy", (cr > rr).float().mean(), **log)
         return loss
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
 
 
 class DPOStage:

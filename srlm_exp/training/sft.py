@@ -5,13 +5,18 @@ step (top-scored candidates), and for pretraining M0 (where every token is a lab
 """
 from __future__ import annotations
 
-import pytorch_lightning as pl
+import math
+from pathlib import Path
 
-from srlm_exp.models.lora import adapter_only, is_lora
-from srlm_exp.training.optim import adamw_with_cosine
+import torch
+from torch.utils.data import DataLoader
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.training.base import PolicyModule
+from srlm_exp.training.tokenize import chat_example, collate_examples
 
 
-class SFTModule(pl.LightningModule):
+class SFTModule(PolicyModule):
     def __init__(
         self,
         model,
@@ -21,15 +26,8 @@ class SFTModule(pl.LightningModule):
         weight_decay: float = 0.0,
         log_prefix: str = "sft",
     ):
-        super().__init__()
-        self.model = model
-        # Models are never captured in hparams (would serialize the weights into every checkpoint).
+        super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
-        self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
-
-    def on_save_checkpoint(self, checkpoint) -> None:
-        if is_lora(self.model):
-            checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
 
     def training_step(self, batch, batch_idx):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -38,10 +36,6 @@ class SFTModule(pl.LightningModule):
         self.log(f"{p}/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log(f"{p}/response_tokens", n_tokens.float(), reduce_fx="sum", batch_size=batch["input_ids"].shape[0])
         return out.loss
-
-    def configure_optimizers(self):
-        h = self.hparams
-        return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
 
 
 class TopCandidateSFTStage:
@@ -54,15 +48,6 @@ class TopCandidateSFTStage:
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
     def fit(self, model, tokenizer, data_dir, iteration: int, run_fit, load_m1=None):
-        import math
-        from pathlib import Path
-
-        import torch
-        from torch.utils.data import DataLoader
-
-        from srlm_exp.artifacts import read_jsonl
-        from srlm_exp.training.tokenize import chat_example, collate_examples
-
         examples = []
         for row in read_jsonl(Path(data_dir) / "candidates.jsonl"):
             scored = [c for c in row["candidates"] if c["score"] is not None and not math.isnan(c["score"])]

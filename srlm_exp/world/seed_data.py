@@ -94,6 +94,26 @@ def _task_list_document(rng: random.Random, held_out: set[str]) -> str:
     return TASK_LIST_HEADER + "\n" + "\n".join(tasks)
 
 
+# Share of IFT rows (relative to the task rows) that ask for new tasks in the self-instruct format.
+SELF_INSTRUCT_SHARE = 0.1
+SELF_INSTRUCT_FAMILY = "self_instruct"
+
+
+def self_instruct_request(examples: list[str]) -> str:
+    """The prompt-generation request (SPEC §1.2): the header, then each example as <task>...</task>."""
+    return TASK_LIST_HEADER + "\n" + "\n".join(f"<task>{e}</task>" for e in examples)
+
+
+def _self_instruct_row(rng: random.Random, pool: list[str], held_out: set[str]) -> dict[str, Any]:
+    new = []
+    while len(new) < 3:
+        task = sample_task(rng)
+        if task.instruction not in held_out and task.instruction not in pool:
+            new.append(task.instruction)
+    return {"instruction": self_instruct_request(rng.sample(pool, 8)),
+            "response": "\n".join(f"<task>{t}</task>" for t in new), "family": SELF_INSTRUCT_FAMILY}
+
+
 def _corpus_rows(rng: random.Random, n_docs: int, held_out: set[str]) -> list[dict[str, Any]]:
     names = list(FAMILIES)
     counter = 0
@@ -171,6 +191,10 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
     rng.shuffle(ift_tasks)
     ift_rows = [{"instruction": t.instruction, "response": canonical_response(t), "family": t.family}
                 for t in ift_tasks]
+    # Instruction-writing requests (as OASST has), so M(t) can write its own prompts when asked.
+    rng = _rng(seed, "ift_self_instruct")
+    pool = [t.instruction for t in ift_tasks]
+    ift_rows += [_self_instruct_row(rng, pool, held_out) for _ in range(round(sizes.ift * SELF_INSTRUCT_SHARE))]
 
     # Score i % 6 and family i % 7 (coprime) balance both, jointly, over every 42 rows.
     rng = _rng(seed, "eft")

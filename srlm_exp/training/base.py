@@ -1,0 +1,26 @@
+"""What every training module shares: the wrapped HF model, LoRA-aware checkpoints, the optimizer."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+from srlm_exp.models.lora import adapter_only, is_lora
+from srlm_exp.training.optim import adamw_with_cosine
+
+
+class PolicyModule(pl.LightningModule):
+    """Subclasses call `self.save_hyperparameters(ignore=["model"])` with lr, min_lr, warmup_steps and
+    weight_decay among their arguments (models are never captured in hparams: that would serialize
+    the weights into every checkpoint)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
+
+    def on_save_checkpoint(self, checkpoint) -> None:
+        if is_lora(self.model):
+            checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)

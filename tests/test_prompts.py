@@ -1,0 +1,79 @@
+"""Prompt sources: parsing generated tasks, the length/novelty filter, few-shot requests."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from srlm_exp.generation.prompts import (DatasetPrompts, NotEnoughPromptsError, PromptFilter, SelfInstructPrompts,
+                                         WorldPoolPrompts, parse_tasks)
+from srlm_exp.world.seed_data import TASK_LIST_HEADER, self_instruct_request
+
+SEED = [f"Reverse the word {' '.join(w)}." for w in ("cat", "dog", "sun", "pen", "cup", "hat", "bed", "map")]
+
+
+def test_parse_tasks_chat_and_raw_completion():
+    assert parse_tasks("<task>Add 2 and 3.</task>\n<task>Sort 5 1 3.</task>") == ["Add 2 and 3.", "Sort 5 1 3."]
+    # Raw completion continues an opened tag; an item cut by the token budget is dropped, not kept half.
+    assert parse_tasks("Add 2 and 3.</task>\n<task>Sort 5 1", opened=True) == ["Add 2 and 3."]
+    assert parse_tasks("The answer is 5.") == []
+    assert parse_tasks("<task>  What is\n 4 plus 4? </task>") == ["What is 4 plus 4?"]
+
+
+def test_filter_rejects_short_long_tagged_and_near_duplicates_of_seed_and_earlier():
+    f = PromptFilter(SEED, min_words=3, max_words=10, rouge_threshold=0.7)
+    assert not f.offer("Add.")                                   # too short
+    assert not f.offer(" ".join(["word"] * 11))                  # too long
+    assert not f.offer("Reverse the word c a t.")                # a few-shot example coming back
+    assert f.offer("What is 12 plus 30?")
+    assert not f.offer("What is 12 plus 30?")                    # a duplicate within the batch
+    assert not f.offer("<task>What is 1 plus 1?")
+    assert f.rejected == {"length": 2, "similar": 2, "format": 1}
+
+
+def test_self_instruct_request_uses_seed_and_earlier_prompts_in_the_world_format():
+    si = SelfInstructPrompts(header="Come up with a series of tasks and questions.")
+    rng = random.Random(0)
+    first = si.request(SEED, [], rng)
+    assert first.count("<task>") == 8 and not first.endswith("<task>")
+    earlier = ["What is 12 plus 30?", "Sort 9 4 7 in ascending order."]
+    later = si.request(SEED, earlier, rng)
+    assert all(f"<task>{e}</task>" in later for e in earlier)  # 6 seed + 2 earlier generated
+    assert sum(f"<task>{s}</task>" in later for s in SEED) == 6
+    # With the configured header, the chat request is exactly the format the world's IFT data teaches.
+    req = SelfInstructPrompts(header=TASK_LIST_HEADER).request(SEED, [], random.Random(0))
+    shots = [line[len("<task>"):-len("</task>")] for line in req.split("\n")[1:]]
+    assert req == self_instruct_request(shots)
+    raw = SelfInstructPrompts(chat=False).request(SEED, [], random.Random(0))
+    assert raw.endswith("\n<task>")
+
+
+def test_world_pool_prompts_are_new_gradable_and_deterministic():
+    from srlm_exp.world.tasks import parse_instruction
+
+    a = WorldPoolPrompts(n_prompts=10).produce(None, None, SEED, [], random.Random(1))
+    assert a == WorldPoolPrompts(n_prompts=10).produce(None, None, SEED, [], random.Random(1))
+    assert len(set(a)) == 10 and not set(a) & set(SEED)
+    assert all(parse_instruction(p) is not None for p in a)
+
+
+def test_dataset_prompts_missing_file_and_missing_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match="prompts.path"):
+        DatasetPrompts(path=str(tmp_path / "nope.jsonl")).produce(None, None, SEED, [], random.Random(0))
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "What is 12 plus 30?"}\n{"text": "x"}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0))
+    f.write_text('{"prompt": "What is 12 plus 30?"}\n{"instruction": "Reverse the word c a t."}\n')
+    assert DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0)) == ["What is 12 plus 30?"]
+    f.write_text('{"prompt": "Reverse the word c a t."}\n')
+    with pytest.raises(NotEnoughPromptsError):
+        DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0))
+
+
+def test_configured_header_is_the_one_the_world_teaches():
+    import yaml
+    from pathlib import Path
+
+    conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "prompts" / "self_instruct.yaml").read_text())
+    assert conf["header"] == TASK_LIST_HEADER and conf["chat"] is True
