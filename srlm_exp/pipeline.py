@@ -224,6 +224,8 @@ class Loop:
         if t == 1 and self.summary.entry(0) is not None:  # M0 vs M1 becomes known only now
             m0 = self.summary.entry(0)
             m0["head_to_head"] = self.head_to_heads(0)
+            if e.judge_model:
+                m0["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(0))
             self.summary.put(m0)
         log.info("M%d: %s | judge %s", t, {k: v for k, v in metrics.items() if k != "per_family"},
                  {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})
@@ -234,30 +236,25 @@ class Loop:
             return None
         return [float(r["gt_score"]) for r in read_jsonl(f)]
 
+    def opponents(self, t: int) -> list[tuple[str, int]]:
+        """M(t)'s head-to-head opponents whose evaluation responses exist: M1 and its predecessor."""
+        return [(name, other) for name, other in (("vs_M1", 1), ("vs_prev", t - 1))
+                if 0 <= other != t and (self.it_dir(other) / "eval_responses.jsonl").exists()]
+
     def head_to_heads(self, t: int) -> dict:
         """Win/tie/loss by ground-truth score against M1 and against the predecessor (paper Fig. 3)."""
-        out = {}
         mine = self._gt_scores(t)
         if mine is None:
-            return out
-        for name, other in (("vs_M1", 1), ("vs_prev", t - 1)):
-            if other < 0 or other == t:
-                continue
-            theirs = self._gt_scores(other)
-            if theirs is not None:
-                out[name] = head_to_head(mine, theirs)
-        return out
+            return {}
+        return {name: head_to_head(mine, self._gt_scores(other)) for name, other in self.opponents(t)}
 
     def external_head_to_heads(self, t: int) -> dict:
+        """The same comparisons judged by the external model (eval.judge_model), both orders."""
         from srlm_exp.evaluation.external import external_head_to_head
 
-        out = {}
-        for name, other in (("vs_M1", 1), ("vs_prev", t - 1)):
-            if other < 0 or other == t:
-                continue
-            out[name] = external_head_to_head(self.cfg.eval, self.it_dir(t) / "eval_responses.jsonl",
-                                              self.it_dir(other) / "eval_responses.jsonl", self.device)
-        return out
+        return {name: external_head_to_head(self.cfg.eval, self.it_dir(t) / "eval_responses.jsonl",
+                                            self.it_dir(other) / "eval_responses.jsonl", self.device)
+                for name, other in self.opponents(t)}
 
     def log_samples(self, t: int) -> None:
         pairs_file = self.it_dir(t) / "pairs.jsonl"

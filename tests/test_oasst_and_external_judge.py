@@ -42,3 +42,5 @@ def test_external_judge_head_to_head_on_embedded_models(world_texts, tmp_path): 
     ext = m1["external_judge"]["vs_prev"]  # M1 against M0, judged in both orders by the external model
     assert ext["n"] == 8 and abs(ext["win"] + ext["tie"] + ext["loss"] - 1) < 1e-9
     assert "vs_prev" in m1["head_to_head"]  # the ground-truth head-to-head sits beside it
+    m0 = summary["iterations"][0]  # M0 vs M1 is judged once M1 exists
+    assert m0["external_judge"]["vs_M1"]["n"] == 8
