@@ -7,7 +7,7 @@ import math
 import random
 from typing import Sequence
 
-from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
+from srlm_exp.generation.sampler import chat_prompt, generate
 from srlm_exp.judging.judge import Judge, Judgment
 from srlm_exp.judging.parsing import parse_preference
 

@@ -128,7 +128,7 @@ class DPOStage:
         # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
         for item, (chosen, rejected) in zip(items, split_map(reference, items)):
             item["ref_chosen"], item["ref_rejected"] = chosen, rejected
-        del ref_model
+        ref_model = None  # drops a loaded M1 before training: one model in memory while fitting
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(iteration),
                             collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id))
