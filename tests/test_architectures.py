@@ -84,20 +84,21 @@ def gpt2_tokenizer(texts):
     return tok
 
 
+def _decoder_config(config_cls, tok):
+    """Llama and Qwen2 take the same config fields."""
+    return config_cls(vocab_size=len(tok), hidden_size=TINY["hidden"], intermediate_size=TINY["intermediate"],
+                      num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
+                      num_key_value_heads=TINY["kv_heads"], max_position_embeddings=TINY["positions"],
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, initializer_range=INIT_RANGE)
+
+
 def llama_config(tok):
-    return LlamaConfig(vocab_size=len(tok), hidden_size=TINY["hidden"], intermediate_size=TINY["intermediate"],
-                       num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
-                       num_key_value_heads=TINY["kv_heads"], max_position_embeddings=TINY["positions"],
-                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       pad_token_id=tok.pad_token_id, initializer_range=INIT_RANGE)
+    return _decoder_config(LlamaConfig, tok)
 
 
 def qwen2_config(tok):
-    return Qwen2Config(vocab_size=len(tok), hidden_size=TINY["hidden"], intermediate_size=TINY["intermediate"],
-                       num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
-                       num_key_value_heads=TINY["kv_heads"], max_position_embeddings=TINY["positions"],
-                       tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                       pad_token_id=tok.pad_token_id, initializer_range=INIT_RANGE)
+    return _decoder_config(Qwen2Config, tok)
 
 
 def gpt2_config(tok):

@@ -19,7 +19,7 @@ TASK_TAGS = ["<task>", "</task>"]
 
 # Role markers are special tokens and the response follows <|assistant|> directly: special
 # tokens are split off before pre-tokenization, so the tokenized prompt is always a prefix of
-# the tokenized prompt+response (a trailing "\n" after the marker would merge with the reply).
+# the tokenized prompt+response (a trailing space after the marker would merge with the reply).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|' + message['role'] + '|>' + message['content'] }}"

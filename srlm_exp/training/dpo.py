@@ -39,8 +39,10 @@ def pair_batches(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     """Chosen and rejected sequences stacked in one batch (one forward pass for both)."""
     ex = [i["chosen"] for i in items] + [i["rejected"] for i in items]
     ids, labels, mask = _stack(ex, pad_id)
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
-            "ref_logps": torch.tensor([i["ref_chosen"] for i in items] + [i["ref_rejected"] for i in items])}
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    if "ref_chosen" in items[0]:  # absent while the reference log-probs are being computed
+        batch["ref_logps"] = torch.tensor([i["ref_chosen"] for i in items] + [i["ref_rejected"] for i in items])
+    return batch
 
 
 def policy_logps(model, batch, average: bool = False) -> torch.Tensor:
@@ -60,8 +62,6 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
     with reference_context(model):
         for s in range(0, len(items), batch_size):
             chunk = items[s : s + batch_size]
-            for i in chunk:
-                i.setdefault("ref_chosen", 0.0), i.setdefault("ref_rejected", 0.0)
             batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id).items()}
             lp = policy_logps(model, batch, average).float().cpu()
             for k, i in enumerate(chunk):
