@@ -1,6 +1,6 @@
 """Ranks for the whole loop, not just the fits.
 
-Under a multi-process strategy (trainer=ddp; FSDP is refused, see `launch`) every process runs the
+Under a multi-process strategy (trainer=ddp or trainer=fsdp) every process runs the
 pipeline from the start, so generation, judging and evaluation can be split across ranks. The processes are
 started once, at the beginning of the job, with Lightning's own launcher (Fabric.launch); every
 later Trainer finds them running and the process group up, and starts no new ones.
@@ -73,22 +73,20 @@ def launch(trainer_cfg: DictConfig | dict, multirun: bool = False) -> int:
             f"trainer.strategy={strategy}: spawn/fork strategies re-run only the fit in new processes, but the "
             "self-rewarding loop needs every rank for generation and evaluation too; use trainer=ddp"
         )
-    if strategy.startswith("fsdp"):
-        # After an FSDP fit each rank holds a shard of M(t) (Lightning wraps the whole module, with
-        # use_orig_params): saving it and generating with it need a full-state gather that is not
-        # written yet, and refusing beats saving shards as if they were the model.
+    if strategy.startswith("fsdp") and strategy != "fsdp":
         raise DistributedConfigError(
-            f"trainer.strategy={strategy}: the loop saves M(t) and generates with it after every fit, which "
-            "needs the whole model on every rank; FSDP is not supported yet. Use trainer=ddp (every rank holds "
-            "the model) and, for memory, model.lora.enabled=true, model.gradient_checkpointing=true or "
-            "trainer.precision=bf16-true"
+            f"trainer.strategy={strategy}: the loop's FSDP is trainer=fsdp (strategy 'fsdp': FSDP2, every decoder "
+            "layer sharded over all ranks, see srlm_exp/training/sharding.py); Lightning's other FSDP variants are "
+            "not wired in; use trainer=fsdp, and for memory model.gradient_checkpointing=true or model.lora.enabled=true"
         )
     if _initialized():  # already launched (e.g. a second job in the same process)
         return world_size()
     from lightning_fabric import Fabric
 
+    # Fabric only starts the processes and the process group here; under trainer=fsdp each fit's
+    # Trainer shards the model itself (training/sharding.py), so the processes start as for DDP.
     fabric = Fabric(accelerator=c.get("accelerator", "auto"), devices=c.get("devices", 1),
-                    num_nodes=c.get("num_nodes", 1), strategy=strategy)
+                    num_nodes=c.get("num_nodes", 1), strategy="ddp" if strategy == "fsdp" else strategy)
     if fabric.world_size == 1:
         return 1
     if multirun and not fabric.strategy.cluster_environment.creates_processes_externally:

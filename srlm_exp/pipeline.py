@@ -29,34 +29,17 @@ from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
-from srlm_exp.models.loading import (enable_gradient_checkpointing, free, is_model_dir, load_model, load_tokenizer,
-                                     save_model)
-from srlm_exp.models.lora import apply_lora, is_lora, merged_copy_if_lora, save_adapter
+from srlm_exp.models.loading import enable_gradient_checkpointing, free, is_model_dir, load_model, load_tokenizer
+from srlm_exp.models.lora import apply_lora
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
+from srlm_exp.training.save_callback import SaveModelCallback
 from srlm_exp.training.sft import SFTModule
 from srlm_exp.training.tokenize import chat_example, collate_examples, length_grouped_batches
 
 log = logging.getLogger(__name__)
 AIFT_FILES = ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl", "stats.json")
-
-
-class SaveModelCallback(pl.Callback):
-    """Saves the trained model as a plain directory (LoRA merged) before anything uses it."""
-
-    def __init__(self, out_dir: Path, tokenizer):
-        self.out_dir, self.tokenizer = Path(out_dir), tokenizer
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        # Every rank merges its own (identical) copy, so the generation phase that follows runs the
-        # saved model on all ranks; rank 0 alone writes (the adapter too: small, relative to M(t-1)).
-        if trainer.is_global_zero and is_lora(pl_module.model):
-            save_adapter(pl_module.model, self.out_dir.with_name(self.out_dir.name + "_adapter"))
-        pl_module.model = merged_copy_if_lora(pl_module.model)
-        if trainer.is_global_zero:
-            save_model(pl_module.model, self.tokenizer, self.out_dir)
-        distributed.barrier()  # no rank reads M(t) before it is on disk
 
 
 class Loop:
@@ -136,8 +119,12 @@ class Loop:
         pl.seed_everything(self.cfg.seed + t, workers=True)
         if t == 1 and getattr(self.seed_data, "needs_model_eft", False):
             self.model_judged_eft()
-        model = self.load(self.model_dir(t - 1), trainable=True)
-        callbacks: list[pl.Callback] = [SaveModelCallback(self.model_dir(t), self.tokenizer)]
+
+        def rebuild():  # the model to train; after a sharded fit (trainer=fsdp) called again for the gathered weights
+            return self.load(self.model_dir(t - 1), trainable=True)
+
+        model = rebuild()
+        callbacks: list[pl.Callback] = [SaveModelCallback(self.model_dir(t), self.tokenizer, rebuild)]
         if timings is not None:
             callbacks.append(self.bind_callback(t, timings))
         fit = self.run_fit(callbacks)
@@ -155,8 +142,11 @@ class Loop:
             return
         ift_dir = self.it_dir(1) / "ift_only_model"
         if not distributed.share_from_main(lambda: is_model_dir(ift_dir)):
-            model = self.load(self.model_dir(0), trainable=True)
-            fit = self.run_fit([SaveModelCallback(ift_dir, self.tokenizer)])
+            def rebuild():
+                return self.load(self.model_dir(0), trainable=True)
+
+            model = rebuild()
+            fit = self.run_fit([SaveModelCallback(ift_dir, self.tokenizer, rebuild)])
             self.sft_m1(model, fit, with_eft=False)
             free(model)
         model = self.load(ift_dir)

@@ -62,15 +62,16 @@ def job_env() -> dict[str, str]:
 
 
 def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, check: bool = True,
-            multirun: bool = False) -> subprocess.CompletedProcess:
+            multirun: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python run.py [-m] <overrides>` from the repository root; output goes to `log_file`.
+    `env` adds to (or replaces in) the job's environment, e.g. its own SRLM_EXP_CACHE.
 
     With check=True a non-zero exit fails the test and shows the end of the log."""
     cmd = [sys.executable, str(REPO / "run.py")] + (["-m"] if multirun else []) + list(overrides)
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, env=job_env(), stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=REPO, env={**job_env(), **(env or {})}, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
     proc.log = log_file.read_text(errors="replace")  # type: ignore[attr-defined]
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}; end of {log_file}:\n{proc.log[-6000:]}")

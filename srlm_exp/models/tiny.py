@@ -16,11 +16,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from srlm_exp import distributed
-from srlm_exp.artifacts import atomic_path, read_jsonl
+from srlm_exp.artifacts import read_jsonl
 from srlm_exp.models.loading import is_model_dir
 from srlm_exp.models import tokenizer as tokenizer_module
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.training.fit import make_trainer
+from srlm_exp.training.save_callback import SaveModelCallback
 from srlm_exp.training.sft import SFTModule
 from srlm_exp.world.grader import justification
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
@@ -93,6 +94,8 @@ def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
     blocks = _packed_blocks(tokenizer, [r["text"] for r in read_jsonl(world_files["corpus"])], pre.block_size)
     loader = DataLoader(
         TensorDataset(blocks),
@@ -102,15 +105,11 @@ def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path
     )
     log.info("M0: pretraining %.2fM params on %d blocks x %d tokens", model.num_parameters() / 1e6, len(blocks), pre.block_size)
     module = SFTModule(model, lr=pre.lr, min_lr=pre.min_lr, warmup_steps=pre.warmup_steps, log_prefix="pretrain")
-    trainer = make_trainer(trainer_cfg, max_epochs=pre.epochs, max_steps=pre.get("max_steps", -1) or -1)
+    # Rank 0 saves M0 at the end of the fit (the same callback as every M(t); under trainer=fsdp
+    # it first gathers the shards into a fresh model of this config).
+    save = SaveModelCallback(out, tokenizer, rebuild=lambda: LlamaForCausalLM(config))
+    trainer = make_trainer(trainer_cfg, max_epochs=pre.epochs, max_steps=pre.get("max_steps", -1) or -1, callbacks=[save])
     trainer.fit(module, loader)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    if distributed.is_main():
-        with atomic_path(out) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-    distributed.barrier()
     return out
 
 

@@ -1,10 +1,12 @@
-"""What every training module shares: the wrapped HF model, LoRA-aware checkpoints, the optimizer."""
+"""What every training module shares: the wrapped HF model, LoRA-aware checkpoints, the optimizer,
+FSDP sharding under trainer=fsdp."""
 from __future__ import annotations
 
 import pytorch_lightning as pl
 
 from srlm_exp.models.lora import adapter_only, is_lora
 from srlm_exp.training.optim import adamw_with_cosine
+from srlm_exp.training.sharding import is_sharded, shard
 
 
 class PolicyModule(pl.LightningModule):
@@ -16,6 +18,11 @@ class PolicyModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
+
+    def configure_model(self) -> None:
+        # Lightning calls this before every fit; only trainer=fsdp (ModelParallelStrategy) sets a device mesh.
+        if self.device_mesh is not None and not is_sharded(self.model):
+            shard(self.model, self.device_mesh["data_parallel"])
 
     def on_save_checkpoint(self, checkpoint) -> None:
         if is_lora(self.model):

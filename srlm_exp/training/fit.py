@@ -6,6 +6,9 @@ from typing import Any, Sequence
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from srlm_exp import distributed
+from srlm_exp.training.sharding import fsdp_strategy
+
 
 def make_trainer(
     trainer_cfg: DictConfig | dict,
@@ -18,6 +21,8 @@ def make_trainer(
 ) -> pl.Trainer:
     """A Trainer for one training stage. Checkpointing is off: stages save model directories."""
     kwargs = OmegaConf.to_container(trainer_cfg, resolve=True) if isinstance(trainer_cfg, DictConfig) else dict(trainer_cfg)
+    if kwargs.get("strategy") == "fsdp":  # FSDP2 over every rank `distributed.launch` started (see sharding.py)
+        kwargs["strategy"] = fsdp_strategy(distributed.world_size())
     return pl.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
