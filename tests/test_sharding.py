@@ -1,5 +1,6 @@
 """FSDP2 sharding and the gather back to a plain model (srlm_exp/training/sharding.py), in a real
-two-process gloo group: the gathered weights are exactly the model's, with LoRA and tied embeddings."""
+two-process gloo group: the gathered weights are exactly the model's, for three architectures, with
+LoRA and tied embeddings."""
 from __future__ import annotations
 
 import socket
@@ -11,14 +12,21 @@ from torch import nn
 from srlm_exp.training.sharding import layer_classes
 
 
-def tiny_llama(lora: bool):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_model(arch: str = "llama", lora: bool = False):
+    """Two layers of each architecture, input and output embeddings tied."""
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+                              Qwen2ForCausalLM)
 
     from srlm_exp.models.lora import apply_lora
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=48, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    common = dict(vocab_size=48, tie_word_embeddings=True)
+    if arch == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=32, **common))
+    else:
+        config_cls, model_cls = (LlamaConfig, LlamaForCausalLM) if arch == "llama" else (Qwen2Config, Qwen2ForCausalLM)
+        model = model_cls(config_cls(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     num_key_value_heads=2, **common))
     if lora:
         model = apply_lora(model, {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": "all-linear"})
         for name, p in model.named_parameters():  # non-zero B, so the adapters change the output
@@ -27,7 +35,7 @@ def tiny_llama(lora: bool):
     return model.eval()
 
 
-def _shard_and_gather(rank: int, port: int, lora: bool, results) -> None:
+def _shard_and_gather(rank: int, port: int, arch: str, lora: bool, results) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -35,7 +43,7 @@ def _shard_and_gather(rank: int, port: int, lora: bool, results) -> None:
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        model = tiny_llama(lora)
+        model = tiny_model(arch, lora)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         ids = torch.arange(12).view(2, 6)
         with torch.no_grad():
@@ -43,7 +51,7 @@ def _shard_and_gather(rank: int, port: int, lora: bool, results) -> None:
         shard(model, init_device_mesh("cpu", (2,)))
         local = sum(p.to_local().numel() for p in model.parameters())
         full = gather_full_state_dict(model)
-        copy = unsharded_copy(lambda: tiny_llama(lora), {k: v.clone() for k, v in full.items()})
+        copy = unsharded_copy(lambda: tiny_model(arch, lora), {k: v.clone() for k, v in full.items()})
         with torch.no_grad():
             copy_logits = copy.eval()(input_ids=ids).logits
         results.put((rank, is_sharded(model), local < sum(v.numel() for v in before.values()),
@@ -55,8 +63,9 @@ def _shard_and_gather(rank: int, port: int, lora: bool, results) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_sharded_model_gathers_back_to_exactly_its_weights(lora):
+@pytest.mark.parametrize("arch,lora", [("llama", False), ("llama", True), ("qwen2", False), ("gpt2", False)],
+                         ids=["llama", "llama-lora", "qwen2", "gpt2"])
+def test_sharded_model_gathers_back_to_exactly_its_weights(arch, lora):
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
@@ -64,7 +73,7 @@ def test_sharded_model_gathers_back_to_exactly_its_weights(lora):
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_shard_and_gather, args=(r, port, lora, results)) for r in range(2)]
+    procs = [ctx.Process(target=_shard_and_gather, args=(r, port, arch, lora, results)) for r in range(2)]
     for p in procs:
         p.start()
     got = sorted(results.get(timeout=120) for _ in procs)
@@ -81,4 +90,4 @@ def test_a_model_without_layer_classes_is_refused_with_the_fix():
 
 
 def test_layer_classes_are_found_under_a_peft_wrapper():
-    assert layer_classes(tiny_llama(lora=True)) == {"LlamaDecoderLayer"}
+    assert layer_classes(tiny_model(lora=True)) == {"LlamaDecoderLayer"}
