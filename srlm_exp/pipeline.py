@@ -31,6 +31,7 @@ from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
 from srlm_exp.models.loading import enable_gradient_checkpointing, free, is_model_dir, load_model, load_tokenizer
 from srlm_exp.models.lora import apply_lora
+from srlm_exp.phases import PhaseLog
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
@@ -66,24 +67,26 @@ class Loop:
     def run(self) -> None:
         cfg = self.cfg
         t0 = time.time()
-        self.m0_dir = instantiate(cfg.model.source).m0(cfg.model, self.seed_data, cfg.paths.cache_dir, cfg.trainer, cfg.seed)
-        self.tokenizer = load_tokenizer(self.m0_dir, cfg.model.chat_template, cfg.model.trust_remote_code)
-        self.evaluate(0, {"m0": round(time.time() - t0, 2)})
+        m0_phases = PhaseLog()
+        with m0_phases.phase("m0"):
+            self.m0_dir = instantiate(cfg.model.source).m0(cfg.model, self.seed_data, cfg.paths.cache_dir, cfg.trainer,
+                                                           cfg.seed)
+            self.tokenizer = load_tokenizer(self.m0_dir, cfg.model.chat_template, cfg.model.trust_remote_code)
+        self.evaluate(0, m0_phases)
         last = cfg.loop.iterations + 1
         for t in range(1, last + 1):
-            timings: dict[str, float] = {}
+            phases = PhaseLog()
             makes_data = t < last
             # Rank 0 decides what a resumed job skips: every rank must take the same branch.
             if not distributed.share_from_main(lambda: is_model_dir(self.model_dir(t))):
-                t1 = time.time()
-                self.train(t, timings if makes_data else None)
-                timings["train"] = round(time.time() - t1 - sum(v for k, v in timings.items() if k != "train"), 2)
+                with phases.phase("train"):  # the generation phases nested in it are timed apart
+                    self.train(t, phases if makes_data else None)
             elif makes_data and not distributed.share_from_main(
                     lambda: all((self.it_dir(t + 1) / f).exists() for f in AIFT_FILES)):
                 model = self.load(self.model_dir(t))
-                self.bind_callback(t, timings).run(model)
+                self.bind_callback(t, phases).run(model)
                 free(model)
-            self.evaluate(t, timings)
+            self.evaluate(t, phases)
         log.info("job finished in %.1f s", time.time() - t0)
 
     def load(self, path: Path, trainable: bool = False):
@@ -97,12 +100,12 @@ class Loop:
                 model = apply_lora(model, c.lora)
         return model.to(self.device)
 
-    def bind_callback(self, t: int, timings: dict):
+    def bind_callback(self, t: int, phases: PhaseLog):
         earlier = [r["instruction"] for k in range(2, t + 1) if (self.it_dir(k) / "prompts.jsonl").exists()
                    for r in read_jsonl(self.it_dir(k) / "prompts.jsonl")]
         return self.callback.bind(out_dir=self.it_dir(t + 1), iteration=t, tokenizer=self.tokenizer,
                                   prompt_source=self.prompt_source, judge=self.judge, pair_rule=self.pair_rule,
-                                  seed_data=self.seed_data, earlier_prompts=earlier, seed=self.cfg.seed, timings=timings)
+                                  seed_data=self.seed_data, earlier_prompts=earlier, seed=self.cfg.seed, phases=phases)
 
     def run_fit(self, callbacks):
         def fit(module, loader, epochs: int, max_steps: int):
@@ -114,7 +117,7 @@ class Loop:
             return trainer
         return fit
 
-    def train(self, t: int, timings: dict | None) -> None:
+    def train(self, t: int, phases: PhaseLog | None) -> None:
         """Train M(t) from M(t-1); the callbacks save it and (unless last) make AIFT(M(t))."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
         if t == 1 and getattr(self.seed_data, "needs_model_eft", False):
@@ -125,8 +128,8 @@ class Loop:
 
         model = rebuild()
         callbacks: list[pl.Callback] = [SaveModelCallback(self.model_dir(t), self.tokenizer, rebuild)]
-        if timings is not None:
-            callbacks.append(self.bind_callback(t, timings))
+        if phases is not None:
+            callbacks.append(self.bind_callback(t, phases))
         fit = self.run_fit(callbacks)
         if t == 1:
             self.sft_m1(model, fit)
@@ -177,12 +180,29 @@ class Loop:
         fit(SFTModule(model, lr=s.lr, min_lr=s.min_lr, warmup_steps=s.warmup_steps), loader, s.epochs, s.max_steps)
 
     # --- evaluation --------------------------------------------------------------------------
-    def evaluate(self, t: int, timings: dict) -> None:
+    def evaluate(self, t: int, phases: PhaseLog) -> None:
+        """Evaluate M(t) (unless a resumed job already did) and put its summary entry."""
         done = self.summary.entry(t)
         if done is not None and "judge" in done:
             return
+        with phases.phase("eval"):
+            entry = self.evaluation(t)
+        entry.update(phases.summary())
+        self.summary.put(entry)
+        self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
+        self.log_samples(t)
+        if t == 1 and self.summary.entry(0) is not None:  # M0 vs M1 becomes known only now
+            m0 = self.summary.entry(0)
+            m0["head_to_head"] = self.head_to_heads(0)
+            if self.cfg.eval.judge_model:
+                m0["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(0))
+            self.summary.put(m0)
+        log.info("M%d: %s | judge %s", t, {k: v for k, v in entry["eval"].items() if k != "per_family"},
+                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})
+
+    def evaluation(self, t: int) -> dict[str, Any]:
+        """M(t)'s summary entry: policy metrics, judge metrics, head-to-heads, its training data's stats."""
         e = self.cfg.eval
-        t0 = time.time()
         model = self.load(self.model_dir(t))
         resp_file = self.it_dir(t) / "eval_responses.jsonl"
         rows = self.seed_data.eval_rows()
@@ -206,19 +226,7 @@ class Loop:
             entry["pairs"].pop("dropped", None)
         if e.judge_model:  # one external judge model, on rank 0
             entry["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(t))
-        timings["eval"] = round(time.time() - t0, 2)
-        entry["timings"] = timings
-        self.summary.put(entry)
-        self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
-        self.log_samples(t)
-        if t == 1 and self.summary.entry(0) is not None:  # M0 vs M1 becomes known only now
-            m0 = self.summary.entry(0)
-            m0["head_to_head"] = self.head_to_heads(0)
-            if e.judge_model:
-                m0["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(0))
-            self.summary.put(m0)
-        log.info("M%d: %s | judge %s", t, {k: v for k, v in metrics.items() if k != "per_family"},
-                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})
+        return entry
 
     def _gt_scores(self, t: int) -> list[float] | None:
         f = self.it_dir(t) / "eval_responses.jsonl"

@@ -7,123 +7,25 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, PreTrainedTokenizerFast,
-                          Qwen2Config)
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import run_job
+from srlm_exp.models import random_init
 from srlm_exp.models.loading import MissingChatTemplateError, load_tokenizer
-from srlm_exp.models.tiny import tokenizer_texts
-from srlm_exp.models.tokenizer import train_tokenizer
+from srlm_exp.models.random_init import ARCHITECTURES, PLAIN_TEMPLATE
 from srlm_exp.training.tokenize import chat_example
-from srlm_exp.world.seed_data import WorldSizes, build_world
-
-# Llama 2's format: the reply follows "[/INST]" after a space that Metaspace attaches to its first word.
-LLAMA2_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}"
-    "{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
-    "{% elif m['role'] == 'assistant' %}{{ ' ' + m['content'] + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
-# ChatML as Qwen2 ships it (EOS = <|im_end|>); the "\n" after the role is its own pre-token.
-CHATML_TEMPLATE = (
-    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-# A plain base-model format; GPT-2's byte-level pre-tokenizer keeps the trailing "\n" apart from the reply.
-PLAIN_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}{{ '### User:\n' + m['content'] + '\n\n' }}"
-    "{% elif m['role'] == 'assistant' %}{{ '### Assistant:\n' + m['content'] + eos_token }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}"
-)
-TINY = dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, positions=1024)
-# At the usual 0.02 a random model's logits are nearly flat and samples are noise; 0.2 lets a few
-# steps (even LoRA's, with embeddings and norms frozen) make its samples follow the reply format.
-INIT_RANGE = 0.2
 
 
 @pytest.fixture(scope="module")
-def world_texts(tmp_path_factory) -> list[str]:
-    files = build_world(tmp_path_factory.mktemp("world"), 0, WorldSizes(corpus=300, ift=60, eft=60, eval=8, judge_eval=4))
-    return tokenizer_texts(files)
-
-
-def llama_tokenizer(texts):
-    tok = train_tokenizer(texts, vocab_size=640)  # Metaspace BPE with <s> </s> <pad> <unk>
-    tok.chat_template = LLAMA2_TEMPLATE
-    return tok
-
-
-def bytelevel_tokenizer(texts, specials: list[str], **special_roles) -> PreTrainedTokenizerFast:
-    """A byte-level BPE like GPT-2's and Qwen2's (transformers loads those model types with their
-    own byte-level tokenizer classes, so the vocabulary must be byte-level too)."""
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    raw.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=900, special_tokens=specials, show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=raw, clean_up_tokenization_spaces=False, **special_roles)
-
-
-def chatml_tokenizer(texts):
-    """Qwen2's roles: no BOS, EOS = <|im_end|>, PAD = <|endoftext|>."""
-    tok = bytelevel_tokenizer(texts, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                              eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.chat_template = CHATML_TEMPLATE
-    return tok
-
-
-def gpt2_tokenizer(texts):
-    """GPT-2's roles: one special token for BOS/EOS/UNK and no PAD (load_tokenizer adds one)."""
-    eot = "<|endoftext|>"
-    tok = bytelevel_tokenizer(texts, [eot], bos_token=eot, eos_token=eot, unk_token=eot)
-    tok.chat_template = PLAIN_TEMPLATE
-    return tok
-
-
-def _decoder_config(config_cls, tok):
-    """Llama and Qwen2 take the same config fields."""
-    return config_cls(vocab_size=len(tok), hidden_size=TINY["hidden"], intermediate_size=TINY["intermediate"],
-                      num_hidden_layers=TINY["layers"], num_attention_heads=TINY["heads"],
-                      num_key_value_heads=TINY["kv_heads"], max_position_embeddings=TINY["positions"],
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, initializer_range=INIT_RANGE)
-
-
-def llama_config(tok):
-    return _decoder_config(LlamaConfig, tok)
-
-
-def qwen2_config(tok):
-    return _decoder_config(Qwen2Config, tok)
-
-
-def gpt2_config(tok):
-    return GPT2Config(vocab_size=len(tok), n_embd=TINY["hidden"], n_layer=TINY["layers"], n_head=TINY["heads"],
-                      n_positions=TINY["positions"], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      initializer_range=INIT_RANGE)
-
-
-ARCHITECTURES = {
-    "llama": (llama_tokenizer, llama_config, LLAMA2_TEMPLATE),
-    "qwen2": (chatml_tokenizer, qwen2_config, CHATML_TEMPLATE),
-    "gpt2": (gpt2_tokenizer, gpt2_config, PLAIN_TEMPLATE),
-}
+def world_texts() -> list[str]:
+    return random_init.world_texts()
 
 
 def save_random_model(arch: str, texts: list[str], out: Path) -> Path:
-    """A randomly initialised model of `arch` and its tokenizer, saved like a hub checkpoint."""
-    make_tok, make_config, _ = ARCHITECTURES[arch]
-    tok = make_tok(texts)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(make_config(tok))
-    assert model.config.model_type == arch and model.num_parameters() < 500_000
-    model.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    """A tiny randomly initialised model of `arch` and its tokenizer, saved like a hub checkpoint."""
+    path = random_init.save_random_model(arch, texts, out)
+    assert json.loads((path / "config.json").read_text())["model_type"] == arch
+    return path
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
@@ -192,3 +94,20 @@ def test_random_model_runs_the_whole_loop(arch, extra, world_texts, tmp_path):
         assert sum(f.stat().st_size for f in adapter.iterdir()) < sum(f.stat().st_size for f in (out / "iteration_3" / "model").iterdir())
     m3 = AutoModelForCausalLM.from_pretrained(str(out / "iteration_3" / "model"))  # loads without peft
     assert m3.config.model_type == arch
+
+
+def test_random_model_command_builds_any_size_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "qwen2"
+    random_init.main(["--arch", "qwen2", "--out", str(out), "--hidden", "48", "--intermediate", "96", "--layers", "3",
+                      "--heads", "4", "--kv-heads", "2"])
+    printed = json.loads(capsys.readouterr().out)
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert printed["parameters"] == model.num_parameters() and printed["layers"] == 3
+    assert (model.config.model_type, model.config.hidden_size, model.config.num_hidden_layers) == ("qwen2", 48, 3)
+    assert load_tokenizer(out).chat_template == ARCHITECTURES["qwen2"][2]
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(SystemExit):
+        random_init.main(["--arch", "llama", "--out", str(out)])
+    assert "exists" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == before
+    with pytest.raises(ValueError, match="multiple of heads"):
+        random_init.save_random_model("llama", ["a b"], tmp_path / "bad", random_init.Shape(hidden=50, heads=4))

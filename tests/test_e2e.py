@@ -17,6 +17,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.generation.callback import SelfRewardCallback
 from srlm_exp.generation.prompts import WorldPoolPrompts
 from srlm_exp.pairs.rules import best_vs_worst
+from srlm_exp.phases import PhaseLog
 
 EVAL_KEYS = {"gt_score", "gt_exact", "mean_length", "per_family"}
 JUDGE_KEYS = {"pairwise_acc", "exact_match", "spearman", "kendall", "five_best", "parse_rate"}
@@ -74,6 +75,12 @@ def test_summary_has_every_model_and_metric(smoke_run):
             assert all(0 <= int(k) <= 5 for k in e["generated"]["score_hist"])
         else:
             assert "pairs" not in e and "generated" not in e, e["model"]
+    # Where the time went: M0's build; each M(t)'s training, its AIFT data (M1, M2) and its evaluation.
+    # No GPU memory figures on CPU.
+    assert [sorted(e["timings"]) for e in its] == [["eval", "m0"]] + [
+        ["candidates_and_judging", "eval", "prompts", "train"]] * 2 + [["eval", "train"]]
+    assert all(v >= 0 for e in its for v in e["timings"].values())
+    assert not any("peak_gpu_memory_gb" in e for e in its)
     assert (smoke_run / "resolved_config.yaml").exists()
 
 
@@ -227,7 +234,7 @@ def _make_aift(out: Path, texts_and_scores=None) -> list[dict]:
     cb.texts_and_scores = texts_and_scores
     cb.bind(
         out_dir=out, iteration=2, tokenizer=None, prompt_source=WorldPoolPrompts(n_prompts=8), judge=None,
-        pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], seed=0, timings={})
+        pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], seed=0, phases=PhaseLog())
     cb.run(model=None)
     return read_jsonl(out / "pairs.jsonl")
 

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import random
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +23,7 @@ from srlm_exp.distributed import is_main, rank, share_from_main, split_map, worl
 from srlm_exp.evaluation.metrics import pearson
 from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
 from srlm_exp.pairs.rules import summarize_drops
+from srlm_exp.phases import PhaseLog
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,11 @@ class SelfRewardCallback(pl.Callback):
         self.ctx: dict[str, Any] | None = None
 
     def bind(self, *, out_dir: Path, iteration: int, tokenizer, prompt_source, judge, pair_rule: Callable,
-             seed_data, earlier_prompts: Sequence[str], seed: int, timings: dict) -> "SelfRewardCallback":
+             seed_data, earlier_prompts: Sequence[str], seed: int, phases: PhaseLog) -> "SelfRewardCallback":
         """Tell the callback which iteration's data it makes (the pipeline calls this per stage)."""
         self.ctx = dict(out_dir=Path(out_dir), iteration=iteration, tokenizer=tokenizer, prompt_source=prompt_source,
                         judge=judge, pair_rule=pair_rule, seed_data=seed_data, earlier=list(earlier_prompts),
-                        seed=seed, timings=timings)
+                        seed=seed, phases=phases)
         return self
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -75,16 +75,16 @@ class SelfRewardCallback(pl.Callback):
         # Separate streams: a resumed job that reads prompts back must still break pair ties the same way.
         prompt_rng = random.Random(f"self-reward-prompts:{c['seed']}:{c['iteration']}")
         pair_rng = random.Random(f"self-reward-pairs:{c['seed']}:{c['iteration']}")
-        tok, judge, timings = c["tokenizer"], c["judge"], c["timings"]
+        tok, judge, phases = c["tokenizer"], c["judge"], c["phases"]
 
         def prompts_phase() -> list[str]:
             out.mkdir(parents=True, exist_ok=True)
             if (out / "prompts.jsonl").exists():
                 return [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
-            t0 = time.time()
-            prompts = c["prompt_source"].produce(model, tok, c["seed_data"].seed_instructions(), c["earlier"], prompt_rng)
-            write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
-            timings["prompts"] = round(time.time() - t0, 2)
+            with phases.phase("prompts"):
+                prompts = c["prompt_source"].produce(model, tok, c["seed_data"].seed_instructions(), c["earlier"],
+                                                     prompt_rng)
+                write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
             return prompts
 
         # On rank 0 only: self-instruct filters novelty sequentially; the others get the result.
@@ -92,13 +92,12 @@ class SelfRewardCallback(pl.Callback):
 
         rows = None
         if not share_from_main((out / "candidates.jsonl").exists):
-            t0 = time.time()
-            rows = split_map(lambda part: self._candidates(model, tok, judge, part, c["seed_data"]), prompts)
-            for k, row in enumerate(rows):
-                row["prompt_id"] = k
-            if is_main():
-                write_jsonl(out / "candidates.jsonl", rows)
-            timings["candidates_and_judging"] = round(time.time() - t0, 2)
+            with phases.phase("candidates_and_judging"):
+                rows = split_map(lambda part: self._candidates(model, tok, judge, part, c["seed_data"]), prompts)
+                for k, row in enumerate(rows):
+                    row["prompt_id"] = k
+                if is_main():
+                    write_jsonl(out / "candidates.jsonl", rows)
 
         def pairs_phase() -> dict:
             if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
