@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import torch
@@ -109,6 +110,29 @@ def teardown(failed: bool = False) -> None:
                 dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def _failure_note(out_dir: str | Path, r: int) -> Path:
+    return Path(out_dir) / f"rank_{r}_error.txt"
+
+
+def leave_failure_note(out_dir: str | Path, error: str) -> None:
+    """A failing rank other than 0 writes its error into the job dir. Rank 0 usually fails next, in a
+    collective whose own error ("connection closed") hides the cause, or is killed by Lightning's
+    launcher, which ends every rank a few seconds after one fails."""
+    if world_size() > 1 and not is_main():
+        _failure_note(out_dir, rank()).write_text(error + "\n")
+
+
+def clear_failure_note(out_dir: str | Path) -> None:
+    """At the start of a job: this rank's note from an earlier, failed attempt no longer applies."""
+    _failure_note(out_dir, rank()).unlink(missing_ok=True)
+
+
+def failure_notes(out_dir: str | Path) -> dict[str, str]:
+    """The notes other ranks left, e.g. {"rank_1": "ValueError: ..."}."""
+    return {p.name.removesuffix("_error.txt"): p.read_text().strip()
+            for p in sorted(Path(out_dir).glob("rank_*_error.txt"))}
 
 
 def share_from_main(fn: Callable[[], T]) -> T:

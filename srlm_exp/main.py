@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir, choices, overrides, sweep = job_identity(cfg)
     # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).
     distributed.launch(cfg.trainer, multirun=sweep is not None)
+    distributed.clear_failure_note(out_dir)
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
         # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
@@ -52,7 +53,9 @@ def run(cfg: DictConfig) -> dict:
         failed = False
         summary.set_status("finished")
     except BaseException as exc:
-        summary.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
+        distributed.leave_failure_note(out_dir, error)
+        summary.set_status("failed", error=error, rank_errors=distributed.failure_notes(out_dir))
         raise
     finally:
         tracker.finish(failed)

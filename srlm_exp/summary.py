@@ -40,12 +40,14 @@ class Summary:
         self.data["iterations"].sort(key=lambda e: e["iteration"])
         self.save()
 
-    def set_status(self, status: str, error: str | None = None) -> None:
+    def set_status(self, status: str, error: str | None = None, rank_errors: dict[str, str] | None = None) -> None:
+        """`rank_errors`: what other ranks failed with (their error is often the cause of this one's)."""
         self.data["status"] = status
-        if error:
-            self.data["error"] = error
-        else:
-            self.data.pop("error", None)
+        for key, value in (("error", error), ("rank_errors", rank_errors)):
+            if value:
+                self.data[key] = value
+            else:
+                self.data.pop(key, None)
         self.save()
 
     def save(self) -> None:

@@ -190,3 +190,34 @@ def test_strategies_the_loop_cannot_run_are_refused(strategy, match):
 
     with pytest.raises(DistributedConfigError, match=match):
         launch({"strategy": strategy, "accelerator": "cpu", "devices": 2})
+
+
+def test_a_failing_rank_leaves_its_error_for_rank_0s_summary(tmp_path, monkeypatch):
+    """Rank 1 fails first; rank 0 then fails in a collective with an error that hides the cause.
+    The summary rank 0 writes names rank 1's error; the note stays in the job dir even if rank 0 is
+    killed before it can write; a rerun's ranks clear only their own stale notes."""
+    from srlm_exp import distributed
+    from srlm_exp.summary import Summary
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    distributed.leave_failure_note(tmp_path, "OutOfMemoryError: CUDA out of memory")
+    assert (tmp_path / "rank_1_error.txt").exists()
+
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    distributed.leave_failure_note(tmp_path, "DistBackendError: connection closed by peer")  # rank 0 leaves none
+    assert distributed.failure_notes(tmp_path) == {"rank_1": "OutOfMemoryError: CUDA out of memory"}
+    summary = Summary(tmp_path / "summary.json", {})
+    summary.set_status("failed", error="DistBackendError: connection closed by peer",
+                       rank_errors=distributed.failure_notes(tmp_path))
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["status"] == "failed" and written["rank_errors"] == {"rank_1": "OutOfMemoryError: CUDA out of memory"}
+
+    distributed.clear_failure_note(tmp_path)  # rank 0's (absent) note: rank 1's stays
+    assert (tmp_path / "rank_1_error.txt").exists()
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    distributed.clear_failure_note(tmp_path)
+    assert distributed.failure_notes(tmp_path) == {}
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    summary.set_status("finished")
+    assert "rank_errors" not in json.loads((tmp_path / "summary.json").read_text())
