@@ -121,7 +121,12 @@ def leave_failure_note(out_dir: str | Path, error: str) -> None:
     collective whose own error ("connection closed") hides the cause, or is killed by Lightning's
     launcher, which ends every rank a few seconds after one fails."""
     if world_size() > 1 and not is_main():
-        _failure_note(out_dir, rank()).write_text(error + "\n")
+        note = _failure_note(out_dir, rank())
+        try:
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.write_text(error + "\n")
+        except OSError as exc:  # the job's own error is re-raised by the caller; this must not replace it
+            log.warning("could not write %s (%s); rank %d failed with: %s", note, exc, rank(), error)
 
 
 def clear_failure_note(out_dir: str | Path) -> None:
