@@ -76,3 +76,24 @@ def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, chec
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}; end of {log_file}:\n{proc.log[-6000:]}")
     return proc
+
+
+def spawn_ranks(target, *args, world: int = 2) -> list:
+    """Run `target(rank, port, *args, results)` in `world` spawned processes that can form a gloo
+    group on 127.0.0.1:port; returns what they put on `results`, sorted (rank first)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(r, port, *args, results)) for r in range(world)]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    return got

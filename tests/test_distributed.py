@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import CONF_DIR, run_job
+from conftest import CONF_DIR, run_job, spawn_ranks
 from srlm_exp.artifacts import read_jsonl
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -107,21 +107,7 @@ def _two_ranks(rank: int, port: int, results) -> None:
 
 
 def test_split_map_shares_uneven_work_and_gathers_in_order():
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_two_ranks, args=(r, port, results)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = sorted(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    got = spawn_ranks(_two_ranks)
     assert got == [(0, [0, 2, 4], [0, 1, 4, 9, 16], "rank 0 decided"),
                    (1, [1, 3], [0, 1, 4, 9, 16], "rank 0 decided")]
 

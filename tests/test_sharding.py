@@ -3,12 +3,11 @@ two-process gloo group: the gathered weights are exactly the model's, for three 
 LoRA and tied embeddings."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 from torch import nn
 
+from conftest import spawn_ranks
 from srlm_exp.training.sharding import layer_classes
 
 
@@ -66,19 +65,7 @@ def _shard_and_gather(rank: int, port: int, arch: str, lora: bool, results) -> N
 @pytest.mark.parametrize("arch,lora", [("llama", False), ("llama", True), ("qwen2", False), ("gpt2", False)],
                          ids=["llama", "llama-lora", "qwen2", "gpt2"])
 def test_sharded_model_gathers_back_to_exactly_its_weights(arch, lora):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_shard_and_gather, args=(r, port, arch, lora, results)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = sorted(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
+    got = spawn_ranks(_shard_and_gather, arch, lora)
     # Each rank: sharded (holding less than the whole), gathers the exact original weights, and the
     # plain copy computes the original logits.
     assert got == [(0, True, True, True, True, False), (1, True, True, True, True, False)]

@@ -22,7 +22,7 @@ class SaveModelCallback(pl.Callback):
     teardown. In `on_fit_end` they are loaded into `rebuild()`, a fresh model of the trained
     structure (for the loop: M(t-1) loaded again, with its LoRA adapters)."""
 
-    def __init__(self, out_dir: Path, tokenizer, rebuild: Callable[[], nn.Module] | None = None):
+    def __init__(self, out_dir: Path, tokenizer, rebuild: Callable[[], nn.Module]):
         self.out_dir, self.tokenizer, self.rebuild = Path(out_dir), tokenizer, rebuild
         self._gathered: dict | None = None
 
@@ -35,9 +35,6 @@ class SaveModelCallback(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if self._gathered is not None:
-            if self.rebuild is None:
-                raise RuntimeError("the model was trained sharded (trainer=fsdp): SaveModelCallback needs `rebuild`, "
-                                   "a function returning an unsharded model of the same structure")
             pl_module.model, self._gathered = unsharded_copy(self.rebuild, self._gathered), None
         # Every rank merges its own (identical) copy, so the generation phase that follows runs the
         # saved model on all ranks; rank 0 alone writes (the adapter too: small, relative to M(t-1)).
