@@ -78,6 +78,15 @@ def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, chec
     return proc
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """One finished smoke job (`python run.py debug=smoke logger=none`); tests only read it."""
+    root = tmp_path_factory.mktemp("smoke")
+    job = root / "job"
+    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], root / "stdout.log")
+    return job
+
+
 def spawn_ranks(target, *args, world: int = 2) -> list:
     """Run `target(rank, port, *args, results)` in `world` spawned processes that can form a gloo
     group on 127.0.0.1:port; returns what they put on `results`, sorted (rank first)."""

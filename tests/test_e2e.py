@@ -36,15 +36,6 @@ def _offline_runs(job_dir: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    """One finished smoke job (logger=none); tests below only read it."""
-    root = tmp_path_factory.mktemp("smoke")
-    job = root / "job"
-    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], root / "stdout.log")
-    return job
-
-
-@pytest.fixture(scope="module")
 def ds_cache(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("hf_datasets_cache"))
 
