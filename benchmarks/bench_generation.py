@@ -13,7 +13,8 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
+from srlm_exp.chat import prompt_ids
+from srlm_exp.generation.sampler import Sampling, generate
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 from srlm_exp.world.seed_data import WorldSizes, build_world
@@ -38,7 +39,7 @@ def main() -> None:
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
-    prompt = chat_prompt(tok, PAPER_JUDGE_PROMPT.replace("<INSTRUCTION_HERE>", "Reverse the word c a t.")
+    prompt = prompt_ids(tok, PAPER_JUDGE_PROMPT.replace("<INSTRUCTION_HERE>", "Reverse the word c a t.")
                          .replace("<RESPONSE_HERE>", "The answer is t a c."))
     # A random model never emits EOS early, so every sequence runs the full budget: a fair timing.
     sampling = Sampling(max_new_tokens=args.new_tokens, temperature=0.7, top_p=0.9)

@@ -38,11 +38,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    """Write rows as JSON lines (readable by datasets.load_dataset("json", ...)), atomically."""
+    """Write rows as JSON lines (readable by datasets.load_dataset("json", ...)), atomically. NaN is
+    refused: a missing value is null in every file the project writes."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
     return Path(path)
 
 

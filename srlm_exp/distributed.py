@@ -1,11 +1,11 @@
 """Ranks for the whole loop, not just the fits.
 
 Under a multi-process strategy (trainer=ddp or trainer=fsdp) every process runs the
-pipeline from the start, so generation, judging and evaluation can be split across ranks. The processes are
+loop from the start, so generation, judging and evaluation can be split across ranks. The processes are
 started once, at the beginning of the job, with Lightning's own launcher (Fabric.launch); every
 later Trainer finds them running and the process group up, and starts no new ones.
 
-Rules the pipeline follows:
+Rules the loop follows:
   * rank 0 alone writes files, summary.json and W&B; a barrier follows each write phase, so all
     ranks see the same files when they decide what to skip on a resumed job;
   * decisions that depend on files are made by rank 0 and shared (`share_from_main`), never
@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
@@ -171,13 +170,6 @@ def split_map(fn: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list[
         for j, value in enumerate(part or []):
             out[k + j * w] = value
     return out
-
-
-def local_device(accelerator: str | None = None) -> torch.device:
-    """This rank's device: its own GPU under DDP (Lightning set it current), else the CPU."""
-    if torch.cuda.is_available() and accelerator != "cpu":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def main_first(fn: Callable[[], T]) -> T:

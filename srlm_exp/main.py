@@ -9,8 +9,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp import distributed
-from srlm_exp.config_checks import validate
-from srlm_exp.models.loading import free
+from srlm_exp.config import build_components
+from srlm_exp.models.loading import release_cached_memory
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 
@@ -28,10 +28,10 @@ def job_identity(cfg: DictConfig) -> tuple[Path, dict, list[str], str | None]:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Run one job; always finish the W&B run (failed jobs with a failing exit code) and free models."""
-    from srlm_exp.pipeline import Loop
+    """Run one job; always finish the W&B run (failed jobs with a failing exit code) and free memory."""
+    from srlm_exp.loop import Loop
 
-    validate(cfg)
+    components = build_components(cfg)  # every config problem, before anything is built
     out_dir, choices, overrides, sweep = job_identity(cfg)
     # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).
     distributed.launch(cfg.trainer, multirun=sweep is not None)
@@ -46,10 +46,8 @@ def run(cfg: DictConfig) -> dict:
     summary.save()
     tracker = Tracker(cfg, choices, out_dir, sweep)
     failed = True
-    loop = None
     try:
-        loop = Loop(cfg, out_dir, summary, tracker)
-        loop.run()
+        Loop(cfg, out_dir, components, summary, tracker).run()
         failed = False
         summary.set_status("finished")
     except BaseException as exc:
@@ -59,6 +57,6 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         tracker.finish(failed)
-        free(loop)
+        release_cached_memory()  # the next job of a multirun runs in this process
         distributed.teardown(failed)
     return summary.data

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from srlm_exp.artifacts import read_jsonl
 from srlm_exp.distributed import is_main
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ class Tracker:
         )
         run = self.lightning_logger.experiment
         run.define_metric("iteration")
-        for prefix in ("eval/*", "judge/*", "pairs/*", "generated/*", "head_to_head/*", "reward_watch/*", "timing/*"):
+        for prefix in ("eval/*", "judge/*", "pairs/*", "generated/*", "head_to_head/*", "external_judge/*", "reward_watch/*",
+                       "training/*", "timings/*", "peak_gpu_memory_gb/*"):
             run.define_metric(prefix, step_metric="iteration")
 
     def advance(self, steps: int) -> None:
@@ -67,6 +70,15 @@ class Tracker:
         import wandb
 
         self.lightning_logger.experiment.log({key: wandb.Table(columns=columns, data=rows)})
+
+    def log_pairs_sample(self, iteration: int, pairs_file: Path) -> None:
+        """16 of the pairs M(t) was trained on, as a W&B table."""
+        if self.lightning_logger is None or not pairs_file.exists():
+            return
+        rows = read_jsonl(pairs_file)
+        sample = random.Random(iteration).sample(rows, min(16, len(rows)))
+        columns = ["instruction", "chosen", "chosen_score", "rejected", "rejected_score"]
+        self.log_table(f"samples/M{iteration}_training_pairs", columns, [[r[c] for c in columns] for r in sample])
 
     def finish(self, failed: bool) -> None:
         if self.lightning_logger is None:

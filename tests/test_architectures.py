@@ -13,7 +13,7 @@ from conftest import run_job
 from srlm_exp.models import random_init
 from srlm_exp.models.loading import MissingChatTemplateError, load_tokenizer
 from srlm_exp.models.random_init import ARCHITECTURES, PLAIN_TEMPLATE
-from srlm_exp.training.tokenize import chat_example
+from srlm_exp.chat import chat_example
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_tokenizer_without_a_chat_template_is_a_clear_error(world_texts, tmp_pat
 # learning rate; the oracle grades its samples, so pairs exist although the model cannot judge. IFT only
 # (no ~600-token EFT judge prompts) keeps those steps cheap; the judge prompt is still generated from
 # in every evaluation.
-FAST = ["data.eft=false", "sft.max_steps=60", "prompts.n_prompts=16", "callbacks.self_reward.n_candidates=6",
+FAST = ["data.eft=false", "seed_sft.max_steps=60", "prompts.n_prompts=16", "callbacks.self_reward.n_candidates=6",
         "data.sizes.judge_eval=2", "judge.num_judgments=1"]
 
 

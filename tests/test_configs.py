@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from conftest import CONF_DIR, REPO, compose, config_groups
-from srlm_exp.config_checks import ConfigError, validate
-from srlm_exp.data.sources import SeedData, WorldSeedData
+from srlm_exp.config import ConfigError, validate
+from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.judging.judge import Judge, JudgeTemplateError
 from srlm_exp.pairs.rules import PairChoice
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world.source import WorldSeedData
 
 GROUPS = config_groups()
 OPTIONS = [(g, o) for g, opts in GROUPS.items() for o in opts]
@@ -106,7 +106,7 @@ def _raw(group: str, option: str) -> DictConfig:
 
 def test_groups_are_discovered():
     # The groups the pipeline instantiates must exist; this also guards the discovery itself.
-    for group in ("model", "data", "sft", "train", "judge", "pairs", "prompts", "callbacks", "eval",
+    for group in ("model", "data", "seed_sft", "train", "judge", "pairs", "prompts", "callbacks", "eval",
                   "logger", "trainer", "debug", "experiment"):
         assert GROUPS.get(group), f"conf/{group}/ has no options"
     assert {"additive5", "holistic5", "oracle", "pairwise"} <= set(GROUPS["judge"])
@@ -128,9 +128,9 @@ def test_every_option_composes(group, option, smoke):
         assert _group_node(cfg, group).name == raw.name
     if smoke:
         assert cfg.model.get("architecture") is None or cfg.model.architecture.hidden_size <= 64
-        assert cfg.data.sizes.corpus <= 200 and cfg.sft.max_steps <= 200
+        assert cfg.data.sizes.corpus <= 200 and cfg.seed_sft.max_steps <= 200
         if group != "prompts":
-            assert cfg.prompts._target_.endswith("WorldPoolPrompts"), "debug=smoke takes prompts from the world pool"
+            assert cfg.prompts._target_.endswith("InstructionPoolPrompts"), "debug=smoke takes prompts from the world pool"
 
 
 def test_command_line_prompts_beat_the_smoke_default():
@@ -228,7 +228,7 @@ def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: A
         assert callable(getattr(obj, "fit", None)) and obj.name == option
         assert obj.min_examples == node.min_examples
     elif group == "callbacks":
-        assert isinstance(obj, pl.Callback)
+        assert callable(getattr(obj, "sample", None))
         assert obj.n_candidates == node.n_candidates >= 2
     elif group == "prompts":
         assert callable(getattr(obj, "produce", None))
@@ -236,9 +236,18 @@ def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: A
     elif group == "data":
         assert isinstance(obj, SeedData) and obj.name == option and obj.use_eft is bool(node.eft)
         if isinstance(obj, WorldSeedData):
-            assert obj.has_ground_truth and obj.sizes.ift == node.sizes.ift
+            assert isinstance(obj, GroundTruth) and obj.sizes.ift == node.sizes.ift
     elif group == "model":
         assert path == ("source",) and callable(getattr(obj, "m0", None))
+
+
+def _instantiate(node: DictConfig):
+    """instantiate(node), handing a component that needs ground truth the embedded world (as the run does)."""
+    from hydra.utils import get_object
+
+    if GroundTruth in getattr(get_object(node._target_), "requires", ()):
+        return instantiate(node, ground_truth=WorldSeedData("world", 0, True, {}))
+    return instantiate(node)
 
 
 @pytest.mark.parametrize("group,option,smoke", _cases())
@@ -255,13 +264,13 @@ def test_every_target_instantiates(group, option, smoke):
             with pytest.raises((InstantiationException, MissingMandatoryValue)):
                 instantiate(node)
             continue
-        _check_object(group, option, path, node, instantiate(node))
+        _check_object(group, option, path, node, _instantiate(node))
 
 
-def test_callbacks_group_builds_the_self_reward_callback():
+def test_callbacks_group_configures_the_candidate_sampler():
     cfg = compose(["debug=smoke"])
-    cb = instantiate(cfg.callbacks.self_reward)
-    assert isinstance(cb, pl.Callback) and cb.n_candidates == 3 and cb.sampling.max_new_tokens == 12
+    sampler = instantiate(cfg.callbacks.self_reward)
+    assert sampler.n_candidates == 3 and sampler.sampling.max_new_tokens == 12
 
 
 # ------------------------------------------------------------------------------ judges
@@ -270,7 +279,7 @@ def test_callbacks_group_builds_the_self_reward_callback():
 def test_additive5_template_is_the_papers_prompt_verbatim(option):
     cfg = compose([f"judge={option}"])
     assert cfg.judge.template == PAPER_JUDGE_PROMPT
-    judge = instantiate(cfg.judge)
+    judge = _instantiate(cfg.judge)
     assert judge.template == PAPER_JUDGE_PROMPT
     # The oracle still trains and evaluates the model's own judging with the paper's prompt.
     assert judge.model_judge().template == PAPER_JUDGE_PROMPT
@@ -278,7 +287,7 @@ def test_additive5_template_is_the_papers_prompt_verbatim(option):
 
 
 def test_all_four_judges_instantiate_with_distinct_behaviour():
-    judges = {o: instantiate(compose([f"judge={o}"]).judge) for o in ("additive5", "holistic5", "oracle", "pairwise")}
+    judges = {o: _instantiate(compose([f"judge={o}"]).judge) for o in ("additive5", "holistic5", "oracle", "pairwise")}
     assert {type(j).__name__ for j in judges.values()} == {"Judge", "OracleJudge", "PairwiseJudge"}
     assert judges["oracle"].uses_model is False and judges["additive5"].uses_model is True
     assert (judges["holistic5"].low, judges["holistic5"].high) == (1.0, 5.0)
@@ -291,13 +300,13 @@ def test_all_four_judges_instantiate_with_distinct_behaviour():
 @pytest.mark.parametrize("option", GROUPS["judge"])
 def test_judge_template_without_a_placeholder_is_rejected_by_name(option):
     cfg = compose([f"judge={option}"])
-    placeholders = instantiate(cfg.judge).required_placeholders
+    placeholders = _instantiate(cfg.judge).required_placeholders
     assert placeholders
     for placeholder in placeholders:
         broken = cfg.judge.copy()
         broken.template = cfg.judge.template.replace(placeholder, "")
         with pytest.raises(InstantiationException) as err:
-            instantiate(broken)
+            _instantiate(broken)
         cause = err.value.__cause__
         assert isinstance(cause, JudgeTemplateError), repr(cause)
         assert placeholder in str(cause)

@@ -14,8 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.generation.callback import SelfRewardCallback
-from srlm_exp.generation.prompts import WorldPoolPrompts
+from srlm_exp.generation.aift import make_aift
+from srlm_exp.generation.prompts import InstructionPoolPrompts
+from srlm_exp.judging.records import Judgment
 from srlm_exp.pairs.rules import best_vs_worst
 from srlm_exp.phases import PhaseLog
 
@@ -199,34 +200,48 @@ def test_resume_after_a_stop_while_pairing_aift_m2(smoke_run, tmp_path):
         (smoke_run / "iteration_3/model/model.safetensors").read_bytes(), "M3 differs from the uninterrupted run's"
 
 
-class _StubCandidates(SelfRewardCallback):
-    """Candidates without a model. By default: distinct texts with ties at the top and at the bottom
-    of every prompt, so the pair rule has to break ties with its random generator."""
+class _StubSampler:
+    """Candidates without a model: the same texts for every prompt."""
 
-    texts_and_scores = None  # [(text, score)] for every prompt, instead of the default
+    n_candidates, batch_size = 4, 8
 
-    def _candidates(self, model, tok, judge, prompts, seed_data):
-        rows = []
-        for k, p in enumerate(prompts):
-            ts = self.texts_and_scores or [(f"answer {k}.{i}", s) for i, s in enumerate([4.0, 1.0, 4.0, 1.0])]
-            cands = [{"text": t, "length": len(t), "judgments": [f"Score: {s}"], "judgment_scores": [s],
-                      "score": s, "gt_score": None} for t, s in ts]
-            rows.append({"prompt_id": k, "instruction": p, "candidates": cands, "judge_parse_rate": 1.0})
-        return rows
+    def __init__(self, texts):
+        self.texts = texts
+
+    def sample(self, model, tokenizer, prompts):
+        return [list(self.texts) for _ in prompts]
+
+
+class _StubJudge:
+    """One judgment per candidate with a given score."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def judge(self, model, tokenizer, instructions, candidates, batch_size=32, desc=""):
+        return [[Judgment([f"Score: {s}"], [s]) for s in self.scores] for _ in candidates]
+
+
+class _StubTokenizer:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": text.split()}
 
 
 class _Seed:
     def seed_instructions(self):
         return ["Add 2 and 3."]
 
+    def sample_instruction(self, rng):
+        return f"Add {rng.randrange(100)} and {rng.randrange(100)}."
+
 
 def _make_aift(out: Path, texts_and_scores=None) -> list[dict]:
-    cb = _StubCandidates(n_candidates=4)
-    cb.texts_and_scores = texts_and_scores
-    cb.bind(
-        out_dir=out, iteration=2, tokenizer=None, prompt_source=WorldPoolPrompts(n_prompts=8), judge=None,
-        pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], seed=0, phases=PhaseLog())
-    cb.run(model=None)
+    """make_aift on stub candidates. By default: distinct texts with ties at the top and at the bottom of
+    every prompt, so the pair rule has to break ties with its random generator."""
+    texts_and_scores = texts_and_scores or [(f"answer {i}", s) for i, s in enumerate([4.0, 1.0, 4.0, 1.0])]
+    make_aift(None, _StubTokenizer(), out_dir=out, iteration=2, seed=0, prompt_source=InstructionPoolPrompts(n_prompts=8),
+              sampler=_StubSampler([t for t, _ in texts_and_scores]), judge=_StubJudge([s for _, s in texts_and_scores]),
+              pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], phases=PhaseLog())
     return read_jsonl(out / "pairs.jsonl")
 
 
@@ -253,7 +268,7 @@ def test_identical_samples_never_make_a_pair(tmp_path):
 def test_wandb_offline_run_is_written_under_the_job_dir(tmp_path):
     job = tmp_path / "job"
     # A short job (M0 -> M1 only): enough to open, log to and finish a W&B run.
-    run_job(["debug=smoke", "logger=wandb", "loop.iterations=0", "sft.max_steps=5", f"hydra.run.dir={job}"],
+    run_job(["debug=smoke", "logger=wandb", "loop.iterations=0", "seed_sft.max_steps=5", f"hydra.run.dir={job}"],
             tmp_path / "stdout.log")
     s = _summary(job)
     assert s["status"] == "finished" and [e["model"] for e in s["iterations"]] == ["M0", "M1"]
@@ -265,7 +280,7 @@ def test_wandb_offline_run_is_written_under_the_job_dir(tmp_path):
 
 def test_failing_job_marks_summary_failed_and_keeps_its_files(tmp_path):
     job = tmp_path / "job"
-    proc = run_job(["debug=smoke", "logger=wandb", "train.min_examples=100000", "sft.max_steps=5",
+    proc = run_job(["debug=smoke", "logger=wandb", "train.min_examples=100000", "seed_sft.max_steps=5",
                     f"hydra.run.dir={job}"], tmp_path / "stdout.log", check=False)
     assert proc.returncode != 0, proc.log[-3000:]
     s = _summary(job)

@@ -11,7 +11,7 @@ REF = [[5, 4, 2, 1], [3, 5, 1], [1, 2, 3, 4, 5]]
 
 def test_perfect_judge():
     m = judge_metrics(REF, REF)
-    for key in ("pairwise_acc", "exact_match", "spearman", "kendall", "five_best", "parse_rate"):
+    for key in ("pairwise_acc", "exact_match", "spearman", "kendall", "five_best"):
         assert m[key] == pytest.approx(1.0), key
     assert m["n_prompts"] == 3
     assert m["n_pairs"] == 6 + 3 + 10
@@ -45,7 +45,6 @@ def test_constant_judge():
     assert m["spearman"] == 0.0
     assert m["kendall"] == 0.0
     assert m["five_best"] is None
-    assert m["parse_rate"] == 1.0
 
 
 def test_hand_example_with_judge_tie():
@@ -88,7 +87,6 @@ def test_nans():
     ref = [[3, 2, 1], [3, 2, 1]]
     judge = [[NAN, 2, 1], [NAN, NAN, NAN]]
     m = judge_metrics(judge, ref)
-    assert m["parse_rate"] == pytest.approx(2 / 6)
     # prompt 1: pairs with the NaN are wrong, (1,2) right; prompt 2: all wrong
     assert m["pairwise_acc"] == pytest.approx(1 / 6)
     assert m["exact_match"] == 0.0
@@ -109,7 +107,7 @@ def test_nan_reference_responses_ignored_and_constant_reference_skipped():
 
 def test_empty_and_mismatch():
     m = judge_metrics([], [])
-    assert m["pairwise_acc"] is None and m["spearman"] is None and m["parse_rate"] is None
+    assert m["pairwise_acc"] is None and m["spearman"] is None
     assert m["n_prompts"] == 0
     with pytest.raises(ValueError):
         judge_metrics([[1, 2]], [[1, 2, 3]])

@@ -268,8 +268,3 @@ def test_write_split_refuses_empty(tmp_path):
         write_split({"ift": [{"instruction": "a", "response": "b"}], "eft": []}, tmp_path)
     assert not list(tmp_path.iterdir())  # nothing half-written
 
-
-def test_public_api_exported():
-    import srlm_exp.data as data
-
-    assert set(data.__all__) == set(oasst.__all__)

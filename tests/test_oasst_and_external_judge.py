@@ -16,7 +16,7 @@ def test_oasst_seed_data_with_model_judged_eft_reaches_m1(world_texts, tmp_path)
     out = tmp_path / "run"
     run_job(["model=hf", f"model.name_or_path={m0}", "data=oasst", f"data.source={FIXTURE}", "debug=smoke",
              "data.sizes.ift=4", "data.sizes.eval=2", "data.sizes.judge_eval=2", "loop.iterations=0",
-             "sft.max_steps=5", "judge.num_judgments=1", "logger=none", f"hydra.run.dir={out}"], tmp_path / "run.log")
+             "seed_sft.max_steps=5", "judge.num_judgments=1", "logger=none", f"hydra.run.dir={out}"], tmp_path / "run.log")
     data = out / "data"
     for name in ("ift", "eft_candidates", "eval", "judge_eval", "eft_graded"):
         assert (data / f"{name}.jsonl").exists(), name
@@ -42,5 +42,4 @@ def test_external_judge_head_to_head_on_embedded_models(world_texts, tmp_path): 
     ext = m1["external_judge"]["vs_prev"]  # M1 against M0, judged in both orders by the external model
     assert ext["n"] == 8 and abs(ext["win"] + ext["tie"] + ext["loss"] - 1) < 1e-9
     assert "vs_prev" in m1["head_to_head"]  # the ground-truth head-to-head sits beside it
-    m0 = summary["iterations"][0]  # M0 vs M1 is judged once M1 exists
-    assert m0["external_judge"]["vs_M1"]["n"] == 8
+    assert "external_judge" not in summary["iterations"][0]  # M0 has no earlier model to meet

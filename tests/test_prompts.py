@@ -5,11 +5,22 @@ import random
 
 import pytest
 
-from srlm_exp.generation.prompts import (DatasetPrompts, NotEnoughPromptsError, PromptFilter, SelfInstructPrompts,
-                                         WorldPoolPrompts, parse_tasks)
+from srlm_exp.generation.prompts import (DatasetPrompts, InstructionPoolPrompts, NotEnoughPromptsError, PromptFilter,
+                                         SelfInstructPrompts, parse_tasks)
 from srlm_exp.world.seed_data import TASK_LIST_HEADER, self_instruct_request
+from srlm_exp.world.tasks import sample_task
 
 SEED = [f"Reverse the word {' '.join(w)}." for w in ("cat", "dog", "sun", "pen", "cup", "hat", "bed", "map")]
+
+
+class Seed:
+    """Seed data as prompt sources see it: seed instructions and, for the pool, fresh world tasks."""
+
+    def seed_instructions(self):
+        return SEED
+
+    def sample_instruction(self, rng):
+        return sample_task(rng).instruction
 
 
 def test_parse_tasks_chat_and_raw_completion():
@@ -51,24 +62,24 @@ def test_self_instruct_request_uses_seed_and_earlier_prompts_in_the_world_format
 def test_world_pool_prompts_are_new_gradable_and_deterministic():
     from srlm_exp.world.tasks import parse_instruction
 
-    a = WorldPoolPrompts(n_prompts=10).produce(None, None, SEED, [], random.Random(1))
-    assert a == WorldPoolPrompts(n_prompts=10).produce(None, None, SEED, [], random.Random(1))
+    a = InstructionPoolPrompts(n_prompts=10).produce(None, None, Seed(), [], random.Random(1))
+    assert a == InstructionPoolPrompts(n_prompts=10).produce(None, None, Seed(), [], random.Random(1))
     assert len(set(a)) == 10 and not set(a) & set(SEED)
     assert all(parse_instruction(p) is not None for p in a)
 
 
 def test_dataset_prompts_missing_file_and_missing_field(tmp_path):
     with pytest.raises(FileNotFoundError, match="prompts.path"):
-        DatasetPrompts(path=str(tmp_path / "nope.jsonl")).produce(None, None, SEED, [], random.Random(0))
+        DatasetPrompts(path=str(tmp_path / "nope.jsonl")).produce(None, None, Seed(), [], random.Random(0))
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "What is 12 plus 30?"}\n{"text": "x"}\n')
     with pytest.raises(ValueError, match="line 2"):
-        DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0))
+        DatasetPrompts(path=str(f)).produce(None, None, Seed(), [], random.Random(0))
     f.write_text('{"prompt": "What is 12 plus 30?"}\n{"instruction": "Reverse the word c a t."}\n')
-    assert DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0)) == ["What is 12 plus 30?"]
+    assert DatasetPrompts(path=str(f)).produce(None, None, Seed(), [], random.Random(0)) == ["What is 12 plus 30?"]
     f.write_text('{"prompt": "Reverse the word c a t."}\n')
     with pytest.raises(NotEnoughPromptsError):
-        DatasetPrompts(path=str(f)).produce(None, None, SEED, [], random.Random(0))
+        DatasetPrompts(path=str(f)).produce(None, None, Seed(), [], random.Random(0))
 
 
 def test_configured_header_is_the_one_the_world_teaches():

@@ -13,7 +13,7 @@ from srlm_exp.world.grader import (
     Grade, canonical_response, extract_answer, grade, grade_task, justification,
     response_with_score, similarity,
 )
-from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, SELF_INSTRUCT_SHARE, WorldSizes, build_world, load_jsonl
+from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, SELF_INSTRUCT_SHARE, WorldSizes, build_world
 from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
 
 
@@ -172,7 +172,8 @@ def test_build_world_files(world):
         assert path.exists() and not path.with_name(path.name + ".tmp").exists()
         ds = datasets.load_dataset("json", data_files=str(path), split="train")
         assert len(ds) == lengths[name]
-    assert load_jsonl(world["ift"]).column_names == ["instruction", "response", "family"]
+    ift = datasets.load_dataset("json", data_files=str(world["ift"]), split="train")
+    assert ift.column_names == ["instruction", "response", "family"]
     assert "Solution:" in _rows(world["corpus"])[0]["text"]
     assert all("The answer is" not in r["text"] for r in _rows(world["corpus"]))
 

@@ -17,7 +17,6 @@ import gzip
 import json
 import logging
 import math
-import os
 import random
 import re
 from collections import Counter
@@ -25,9 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from srlm_exp import distributed
+from srlm_exp.artifacts import read_jsonl, write_jsonl
+from srlm_exp.data.seed_data import EFTJudgingTools, SeedData
+
 __all__ = [
     "Thread", "load_oasst_messages", "first_turn_threads", "ift_rows", "ranked_sets",
-    "split_seed_data", "select_eft", "write_split",
+    "split_seed_data", "select_eft", "write_split", "OasstSeedData",
 ]
 
 log = logging.getLogger(__name__)
@@ -341,8 +344,7 @@ def select_eft(candidates: list[dict], judged_scores: list[list[list[float]]],
 def write_split(rows_by_name: dict[str, list[dict]], out_dir: str | Path) -> dict[str, Path]:
     """Write each split to ``out_dir/<name>.jsonl`` atomically; return the paths.
 
-    Files load with ``datasets.load_dataset("json", data_files=..., split="train")``. Each
-    is written to a temporary sibling and ``os.replace``d, so it is complete or absent.
+    Files load with ``datasets.load_dataset("json", data_files=..., split="train")``.
     An empty split is an error: the json loader cannot read an empty file, and an empty
     seed set must stop the run here rather than at training time.
     """
@@ -352,18 +354,75 @@ def write_split(rows_by_name: dict[str, list[dict]], out_dir: str | Path) -> dic
             raise ValueError(f"split name {name!r} must be a plain file name")
         if not rows:
             raise ValueError(f"split {name!r} has no rows; refusing to write an empty file")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name, rows in rows_by_name.items():
-        path = out_dir / f"{name}.jsonl"
-        tmp = out_dir / f".{name}.jsonl.{os.getpid()}.partial"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        paths[name] = path
-    return paths
+    return {name: write_jsonl(out_dir / f"{name}.jsonl", rows) for name, rows in rows_by_name.items()}
+
+
+# ------------------------------------------------------------------------------ the seed-data source
+
+class OasstSeedData(SeedData):
+    """Open Assistant seed data (SPEC §1.1). IFT: first-turn English replies of human rank 0.
+    EFT the paper's way (ModelJudgedEFT): before M1, an IFT-only SFT model judges ranked replies K
+    times; only sets whose scores order the replies like the humans are kept."""
+
+    def __init__(self, name: str, source: str, seed: int, eft: bool = True, lang: str = "en", n_eval: int = 253,
+                 n_judge_eval: int = 100, max_ift: int | None = 3200, max_eft_sets: int | None = 1000,
+                 downsample_score: int | None = 4, max_share: float = 0.3, sizes: dict | None = None):
+        if sizes:  # debug=smoke shrinks every data source through data.sizes
+            max_ift, n_eval, n_judge_eval = sizes.get("ift", max_ift), sizes.get("eval", n_eval), sizes.get("judge_eval", n_judge_eval)
+            max_eft_sets = sizes.get("eft", max_eft_sets)
+        self.name, self.source, self.seed, self.use_eft, self.lang = name, source, int(seed), bool(eft), lang
+        self.n_eval, self.n_judge_eval, self.max_ift, self.max_eft_sets = n_eval, n_judge_eval, max_ift, max_eft_sets
+        self.downsample_score, self.max_share = downsample_score, max_share
+        self.files: dict[str, Path] = {}
+
+    def build(self, out_dir: str | Path) -> "OasstSeedData":
+        out_dir = Path(out_dir)
+        names = ("ift", "eft_candidates", "eval", "judge_eval")
+        if all((out_dir / f"{n}.jsonl").exists() for n in names):
+            self.files = {n: out_dir / f"{n}.jsonl" for n in names}
+        else:
+            threads = first_turn_threads(load_oasst_messages(self.source), lang=self.lang)
+            splits = split_seed_data(threads, self.seed, self.n_eval, self.n_judge_eval, self.max_ift)
+            if self.max_eft_sets is not None:
+                splits["eft_candidates"] = splits["eft_candidates"][: self.max_eft_sets]
+            self.files = write_split(splits, out_dir)
+        self.files["eft_graded"] = out_dir / "eft_graded.jsonl"
+        return self
+
+    def eft_candidates(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.files["eft_candidates"])
+
+    def build_eft(self, tools: EFTJudgingTools) -> None:
+        """Make data/eft_graded.jsonl (once: a resumed job finds it): the IFT-only model judges every
+        ranked set K times and the sets it orders like the humans become EFT rows."""
+        target = self.files["eft_graded"]
+        if not self.use_eft or distributed.share_from_main(target.exists):
+            return
+        model = tools.load(tools.train_ift_only())
+        sets = self.eft_candidates()
+        judged = distributed.split_map(lambda part: tools.judge.judge(
+            model, tools.tokenizer, [s["instruction"] for s in part], [s["responses"] for s in part],
+            batch_size=tools.batch_size, desc="EFT judging"), sets)
+        tools.release(model)
+        rows = select_eft(sets, [[j.scores for j in js] for js in judged], [[j.texts for j in js] for js in judged],
+                          random.Random(self.seed), downsample_score=self.downsample_score, max_share=self.max_share)
+        if distributed.is_main():
+            write_jsonl(target, rows)
+        distributed.barrier()
+        log.info("EFT: kept %d judged replies from %d ranked sets", len(rows), len(sets))
+
+    def eft_graded(self) -> list[dict[str, Any]]:
+        if not self.use_eft:
+            return []
+        if not self.files["eft_graded"].exists():
+            raise FileNotFoundError(f"{self.files['eft_graded']} is made by the IFT-only model's judging stage "
+                                    "(build_eft), which the loop runs before M1")
+        return read_jsonl(self.files["eft_graded"])
+
+    def eft_preference_pairs(self) -> list[dict[str, Any]]:
+        """Best vs worst human-ranked reply of each EFT set (pairwise judges)."""
+        if not self.use_eft:
+            return []
+        return [{"instruction": s["instruction"], "chosen": s["responses"][max(range(len(s["scores"])), key=s["scores"].__getitem__)],
+                 "rejected": s["responses"][min(range(len(s["scores"])), key=s["scores"].__getitem__)]}
+                for s in self.eft_candidates() if len(set(s["scores"])) > 1]

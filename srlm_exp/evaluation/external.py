@@ -7,19 +7,32 @@ from pathlib import Path
 from hydra.utils import instantiate
 
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.models.loading import free, load_model, load_tokenizer
+from srlm_exp.models.loading import load_model, load_tokenizer, release
 
 
-def external_head_to_head(eval_cfg, mine: Path, theirs: Path, device) -> dict:
-    a, b = read_jsonl(mine), read_jsonl(theirs)
-    if [r["instruction"] for r in a] != [r["instruction"] for r in b]:
-        raise ValueError(f"{mine} and {theirs} answer different instructions; cannot compare them")
-    judge = instantiate(eval_cfg.external_judge)
-    tok = load_tokenizer(eval_cfg.judge_model)
-    model = load_model(eval_cfg.judge_model, tok).to(device)
-    outcomes, _ = judge.compare(model, tok, [(x["instruction"], x["response"], y["response"]) for x, y in zip(a, b)],
-                                batch_size=eval_cfg.judge_batch_size, desc="external judge")
-    free(model)
+def tally(outcomes: list[int]) -> dict:
     n = len(outcomes)
     return {"win": sum(o > 0 for o in outcomes) / n, "tie": sum(o == 0 for o in outcomes) / n,
             "loss": sum(o < 0 for o in outcomes) / n, "n": n}
+
+
+def external_head_to_heads(eval_cfg, comparisons: dict[str, tuple[Path, Path]], device) -> dict:
+    """{name: win/tie/loss} of the first eval_responses.jsonl of each pair against the second, by the
+    model at eval.judge_model (loaded once, released before returning)."""
+    if not comparisons:
+        return {}
+    pairs = {}
+    for name, (mine, theirs) in comparisons.items():
+        a, b = read_jsonl(mine), read_jsonl(theirs)
+        if [r["instruction"] for r in a] != [r["instruction"] for r in b]:
+            raise ValueError(f"{mine} and {theirs} answer different instructions; cannot compare them")
+        pairs[name] = [(x["instruction"], x["response"], y["response"]) for x, y in zip(a, b)]
+    judge = instantiate(eval_cfg.external_judge)
+    tok = load_tokenizer(eval_cfg.judge_model)
+    model = load_model(eval_cfg.judge_model, tok).to(device)
+    try:
+        return {name: tally(judge.compare(model, tok, triples, batch_size=eval_cfg.judge_batch_size,
+                                          desc="external judge"))
+                for name, triples in pairs.items()}
+    finally:
+        release(model)

@@ -5,6 +5,7 @@ from typing import Any
 
 from srlm_exp.distributed import split_map
 from srlm_exp.evaluation.metrics import judge_metrics
+from srlm_exp.judging.records import parse_rate
 
 
 def evaluate_judge(model, tokenizer, judge, seed_data, batch_size: int) -> dict[str, Any]:
@@ -17,5 +18,5 @@ def evaluate_judge(model, tokenizer, judge, seed_data, batch_size: int) -> dict[
                                                 desc="judge eval"), sets)
     metrics = judge_metrics([[j.score for j in js] for js in judged], [s["scores"] for s in sets], top_score=judge.high)
     # Table 4's parse rate is over individual judgments, not per-response means.
-    metrics["parse_rate"] = judge.parse_rate_of([j for js in judged for j in js])
+    metrics["parse_rate"] = parse_rate(j for js in judged for j in js)
     return metrics

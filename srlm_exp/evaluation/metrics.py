@@ -48,20 +48,18 @@ def judge_metrics(
     ranks, NaN judge scores ranked lowest, constant judge -> 0; averaged over prompts
     whose reference is not constant), five_best (of responses judged >= top_score, the
     share that are a reference-top response of their prompt; None if none judged so),
-    parse_rate (share of judge scores not NaN), n_prompts, n_pairs. Undefined averages
+    n_prompts, n_pairs. (The parse rate counts individual judgments: judging/records.py.) Undefined averages
     are None. Responses with a NaN reference score are ignored (no ground truth).
     """
     if len(judge_scores) != len(ref_scores):
         raise ValueError(f"{len(judge_scores)} judged prompts but {len(ref_scores)} reference prompts")
-    n_scores = n_parsed = n_pairs = n_correct = 0
+    n_pairs = n_correct = 0
     exact, spear, kend = [], [], []
     n_top = n_top_hits = 0
     for js, rs in zip(judge_scores, ref_scores):
         j, r = np.asarray(js, dtype=float), np.asarray(rs, dtype=float)
         if j.shape != r.shape:
             raise ValueError(f"prompt has {j.size} judge scores but {r.size} reference scores")
-        n_scores += j.size
-        n_parsed += int((~np.isnan(j)).sum())
         keep = ~np.isnan(r)
         j, r = j[keep], r[keep]
         if r.size == 0:
@@ -92,7 +90,6 @@ def judge_metrics(
         "spearman": mean(spear),
         "kendall": mean(kend),
         "five_best": n_top_hits / n_top if n_top else None,
-        "parse_rate": n_parsed / n_scores if n_scores else None,
         "n_prompts": len(judge_scores),
         "n_pairs": n_pairs,
     }

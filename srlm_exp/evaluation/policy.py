@@ -1,32 +1,37 @@
-"""Policy evaluation: greedy responses to the held-out instructions, graded by the ground truth."""
+"""Policy evaluation: greedy responses to the held-out instructions, graded where the seed data has a
+ground-truth grader."""
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
+from srlm_exp.chat import prompt_ids
+from srlm_exp.data.seed_data import Grade, GroundTruth, SeedData
+from srlm_exp.generation.sampler import Sampling, generate
 
 
 def policy_responses(model, tokenizer, instructions: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    prompts = [chat_prompt(tokenizer, i) for i in instructions]
+    prompts = [prompt_ids(tokenizer, i) for i in instructions]
     return generate(model, tokenizer, prompts, Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size, desc="eval")
 
 
-def grade_responses(seed_data, rows: list[dict], responses: list[str]) -> tuple[dict[str, Any], list[dict]]:
-    """gt_score (mean 0-5), gt_exact (share exactly right), per-family scores and mean length (chars)."""
-    per_family: dict[str, list] = defaultdict(list)
+def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str]) -> tuple[dict[str, Any], list[dict]]:
+    """gt_score (mean 0-5), gt_exact (share exactly right), per-family scores (rows' optional `family`)
+    and mean length (chars); the graded rows of eval_responses.jsonl."""
+    graded_by = seed_data if isinstance(seed_data, GroundTruth) else None
+    per_family: dict[str, list[Grade]] = defaultdict(list)
     graded = []
     for row, resp in zip(rows, responses):
         entry = {"instruction": row["instruction"], "response": resp, "length": len(resp)}
-        if seed_data.has_ground_truth:
-            g = seed_data.grade(row["instruction"], resp)
+        if graded_by is not None:
+            g = graded_by.grade(row["instruction"], resp)
             if g is None:
                 raise ValueError(f"held-out instruction is ungradable: {row['instruction']!r}")
             entry.update(gt_score=g.score, correct=g.correct)
             per_family[row.get("family", "all")].append(g)
         graded.append(entry)
     metrics: dict[str, Any] = {"mean_length": sum(e["length"] for e in graded) / max(1, len(graded)), "n": len(graded)}
-    if seed_data.has_ground_truth:
+    if graded_by is not None:
         allg = [g for gs in per_family.values() for g in gs]
         metrics["gt_score"] = sum(g.score for g in allg) / len(allg)
         metrics["gt_exact"] = sum(g.correct for g in allg) / len(allg)

@@ -10,11 +10,13 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import prompt_ids, raw_prompt_ids
+from srlm_exp.data.seed_data import InstructionPool, SeedData
 from srlm_exp.generation.rouge import NoveltyFilter
-from srlm_exp.generation.sampler import Sampling, chat_prompt, generate, raw_prompt
+from srlm_exp.generation.sampler import Sampling, generate
 
 log = logging.getLogger(__name__)
 _TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
@@ -90,7 +92,8 @@ class SelfInstructPrompts:
         """The model that writes prompts (the current model for self-instruct)."""
         return model, tokenizer
 
-    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
+    def produce(self, model, tokenizer, seed_data: SeedData, earlier: Sequence[str], rng: random.Random) -> list[str]:
+        seed = seed_data.seed_instructions()
         model, tokenizer = self.generator(model, tokenizer)
         filt = PromptFilter(list(seed) + list(earlier), self.min_words, self.max_words, self.rouge_threshold)
         new: list[str] = []
@@ -98,7 +101,7 @@ class SelfInstructPrompts:
         while len(new) < self.n_prompts and requests < self.max_requests:
             n = min(self.requests_per_batch, self.max_requests - requests)
             texts = [self.request(seed, list(earlier) + new, rng) for _ in range(n)]
-            encode = chat_prompt if self.chat else raw_prompt
+            encode = prompt_ids if self.chat else raw_prompt_ids
             outs = generate(model, tokenizer, [encode(tokenizer, t) for t in texts], self.sampling,
                             batch_size=self.batch_size, desc="prompts")
             requests += n
@@ -139,7 +142,8 @@ class DatasetPrompts:
         self.path = Path(path)
         self.n_prompts, self.min_words, self.max_words, self.rouge_threshold = n_prompts, min_words, max_words, rouge_threshold
 
-    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
+    def produce(self, model, tokenizer, seed_data: SeedData, earlier: Sequence[str], rng: random.Random) -> list[str]:
+        seed = seed_data.seed_instructions()
         if not self.path.exists():
             raise FileNotFoundError(f"prompts.path={self.path} does not exist; give a JSONL file with an 'instruction' or 'prompt' field")
         filt = PromptFilter(list(seed) + list(earlier), self.min_words, self.max_words, self.rouge_threshold)
@@ -157,25 +161,26 @@ class DatasetPrompts:
         return new
 
 
-class WorldPoolPrompts:
-    """Fresh instructions sampled from the embedded world's task families: a stand-in for a user's
-    unlabeled prompt set, and what smoke runs use, since a model trained for seconds cannot write
-    prompts yet. Still de-duplicated against the seed and every earlier prompt."""
+class InstructionPoolPrompts:
+    """Fresh instructions drawn from the seed data's own tasks (an InstructionPool, e.g. the embedded
+    world): a stand-in for a user's unlabeled prompt set, and what smoke runs use, since a model trained
+    for seconds cannot write prompts yet. Still de-duplicated against the seed and every earlier prompt."""
+
+    requires: ClassVar[tuple[type, ...]] = (InstructionPool,)
 
     def __init__(self, n_prompts: int = 64, rouge_threshold: float = 0.7, max_tries: int = 10_000):
         self.n_prompts, self.rouge_threshold, self.max_tries = n_prompts, rouge_threshold, max_tries
 
-    def produce(self, model, tokenizer, seed: Sequence[str], earlier: Sequence[str], rng: random.Random) -> list[str]:
-        from srlm_exp.world.tasks import sample_task
-
-        filt = PromptFilter(list(seed) + list(earlier), 1, 10_000, self.rouge_threshold)
+    def produce(self, model, tokenizer, seed_data: InstructionPool, earlier: Sequence[str], rng: random.Random) -> list[str]:
+        filt = PromptFilter(list(seed_data.seed_instructions()) + list(earlier), 1, 10_000, self.rouge_threshold)
         new: list[str] = []
         for _ in range(self.max_tries):
             if len(new) == self.n_prompts:
                 break
-            text = sample_task(rng).instruction
+            text = seed_data.sample_instruction(rng)
             if filt.offer(text):
                 new.append(text)
         if not new:
-            raise NotEnoughPromptsError(f"no novel world instruction in {self.max_tries} draws (rejected: {filt.rejected})")
+            raise NotEnoughPromptsError(f"no novel instruction in {self.max_tries} draws from the seed data's pool "
+                                        f"(rejected: {filt.rejected})")
         return new

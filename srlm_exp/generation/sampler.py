@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from srlm_exp.training.tokenize import pad_batch
+from srlm_exp.chat import pad_batch
 
 
 @dataclass(frozen=True)
@@ -21,20 +21,6 @@ class Sampling:
     max_new_tokens: int = 32
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
-
-
-def chat_prompt(tokenizer, content: str) -> list[int]:
-    """Token ids of one user turn plus the assistant generation prompt."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def raw_prompt(tokenizer, text: str) -> list[int]:
-    """Token ids of plain text to be continued (few-shot completion, no chat template)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None:
-        ids = [tokenizer.bos_token_id] + ids
-    return ids
 
 
 @torch.no_grad()

@@ -1,52 +1,35 @@
 """LLM-as-a-Judge: one class renders and parses for every pointwise judge prompt.
 
-A judge option (conf/judge/*.yaml) is data: its template, score range and parser settings.
-Scores are parsed from the judgment's new tokens only; an unparseable or out-of-range judgment
-is missing (NaN), never a number, and a candidate's score is the mean of its valid judgments.
+A judge option (conf/judge/*.yaml) is data: its template, score range and score marker. Scores are
+parsed from the judgment's new tokens only; an unparseable or out-of-range judgment is missing (NaN),
+never a number, and a candidate's score is the mean of its valid judgments (judging/records.py).
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import ClassVar, Sequence
 
-from srlm_exp.generation.sampler import Sampling, chat_prompt, generate
+from srlm_exp.chat import prompt_ids
+from srlm_exp.generation.sampler import Sampling, generate
 from srlm_exp.judging.parsing import parse_score
+from srlm_exp.judging.records import Judgment
 
 
 class JudgeTemplateError(ValueError):
     pass
 
 
-@dataclass
-class Judgment:
-    """All judgments of one candidate: raw texts, parsed scores (NaN = missing) and their mean."""
-
-    texts: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-
-    @property
-    def score(self) -> float:
-        valid = [s for s in self.scores if not math.isnan(s)]
-        return sum(valid) / len(valid) if valid else math.nan
-
-    def to_dict(self) -> dict:
-        return {"judgments": self.texts, "judgment_scores": [None if math.isnan(s) else s for s in self.scores],
-                "score": None if math.isnan(self.score) else self.score}
-
-
 class Judge:
     """A pointwise judge: fills the template with (instruction, response), samples K judgments."""
 
-    required_placeholders: tuple[str, ...] = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>")
-    uses_model = True
+    required_placeholders: ClassVar[tuple[str, ...]] = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>")
+    uses_model: ClassVar[bool] = True
 
     def __init__(
         self,
         name: str,
         template: str,
-        score_pattern: str = r"Score:\s*",
+        score_marker: str = "Score:",
         score_range: Sequence[float] = (0, 5),
         num_judgments: int = 3,
         temperature: float = 0.7,
@@ -63,7 +46,7 @@ class Judge:
             raise ValueError(f"judge '{name}': num_judgments must be >= 1, got {num_judgments}")
         self.name = name
         self.template = template
-        self.score_pattern = score_pattern
+        self.score_marker = score_marker
         self.low, self.high = float(score_range[0]), float(score_range[1])
         self.num_judgments = num_judgments
         self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
@@ -73,14 +56,19 @@ class Judge:
         # Substitute the response last so text inside the instruction cannot inject a placeholder.
         return self.template.replace("<INSTRUCTION_HERE>", instruction).replace("<RESPONSE_HERE>", response)
 
+    @property
+    def score_pattern(self) -> str:
+        """The regex that finds the marker the judge writes before its score."""
+        return re.escape(self.score_marker) + r"\s*"
+
     def parse(self, judgment: str) -> float:
         return parse_score(judgment, pattern=self.score_pattern, low=self.low, high=self.high)
 
     def target(self, judgment: str, score: float) -> str:
         """An EFT target: the justification with its final score clipped into this judge's range."""
         k = int(min(self.high, max(self.low, round(score))))
-        body = re.sub(r"\s*Score:\s*\S+\s*$", "", judgment.strip())
-        return f"{body} Score: {k}"
+        body = re.sub(self.score_pattern + r"\S+\s*$", "", judgment.strip()).rstrip()
+        return f"{body} {self.score_marker} {k}"
 
     def eft_rows(self, seed_data) -> list[dict]:
         """Judge-format training rows (instruction = filled judge prompt, response = judgment)."""
@@ -96,21 +84,15 @@ class Judge:
         jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
         prompts = []
         for p, c in jobs:
-            ids = chat_prompt(tokenizer, self.render(instructions[p], candidates[p][c]))
+            ids = prompt_ids(tokenizer, self.render(instructions[p], candidates[p][c]))
             prompts.extend([ids] * self.num_judgments)
         texts = generate(model, tokenizer, prompts, self.sampling, batch_size=batch_size, desc=desc)
         out = [[Judgment() for _ in cands] for cands in candidates]
         for j, (p, c) in enumerate(jobs):
             for t in texts[j * self.num_judgments : (j + 1) * self.num_judgments]:
-                out[p][c].texts.append(t)
-                out[p][c].scores.append(self.parse(t))
+                out[p][c].add(t, self.parse(t))
         return out
 
     def model_judge(self) -> "Judge":
         """The judge with which the model itself is trained (EFT) and evaluated as a judge."""
         return self
-
-    def parse_rate_of(self, judgments: Sequence[Judgment]) -> float:
-        """Share of individual judgments whose score parsed."""
-        scores = [s for j in judgments for s in j.scores]
-        return sum(not math.isnan(s) for s in scores) / max(1, len(scores))

@@ -90,10 +90,46 @@ def is_model_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / "config.json").exists()
 
 
-def free(*objs) -> None:
-    """Drop references and return memory (GPU too) before the next stage or multirun job."""
-    for o in objs:
-        del o
+def release(model: Any) -> None:
+    """Free a model's weights now, even while other references to it live on (a Lightning module, a
+    caller's variable): every parameter and buffer is swapped for an empty tensor, so its memory (GPU
+    too) returns before the next model is loaded. The model is unusable afterwards."""
+    if model is not None:
+        with torch.no_grad():
+            for tensor in list(model.parameters()) + list(model.buffers()):
+                tensor.data = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    release_cached_memory()
+
+
+def release_cached_memory() -> None:
+    """Collect garbage and hand cached GPU memory back (between models, and between multirun jobs)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+class ModelStore:
+    """Loads the run's models, always the same way: M(t) from its directory with the run's tokenizer,
+    dtype and device; trainable ones with gradient checkpointing and fresh LoRA adapters as configured."""
+
+    def __init__(self, model_cfg, tokenizer, device: torch.device, model_dir):
+        self.cfg, self.tokenizer, self.device = model_cfg, tokenizer, device
+        self.model_dir = model_dir  # t -> the directory of M(t)
+
+    def load(self, t: int, trainable: bool = False) -> Any:
+        return self.load_path(self.model_dir(t), trainable)
+
+    def load_path(self, path: str | Path, trainable: bool = False) -> Any:
+        from srlm_exp.models.lora import apply_lora
+
+        c = self.cfg
+        model = load_model(path, self.tokenizer, dtype=c.dtype, trust_remote_code=c.trust_remote_code)
+        if trainable:
+            model.train()  # from_pretrained returns eval mode (dropout off)
+            if c.gradient_checkpointing:
+                enable_gradient_checkpointing(model)
+            if c.lora.enabled:
+                model = apply_lora(model, c.lora)
+        return model.to(self.device)
+
+    release = staticmethod(release)

@@ -20,9 +20,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
 
-from srlm_exp.models.tiny import tokenizer_texts
 from srlm_exp.models.tokenizer import train_tokenizer
-from srlm_exp.world.seed_data import WorldSizes, build_world
+from srlm_exp.world.source import WorldSeedData
 
 # Llama 2's format: the reply follows "[/INST]" after a space that Metaspace attaches to its first word.
 LLAMA2_TEMPLATE = (
@@ -62,8 +61,8 @@ class Shape:
 def world_texts(seed: int = 0) -> list[str]:
     """The text a tokenizer for the embedded world is trained on (as the tiny model's is)."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = build_world(Path(tmp), seed, WorldSizes(corpus=300, ift=60, eft=60, eval=8, judge_eval=4))
-        return tokenizer_texts(files)
+        sizes = dict(corpus=300, ift=60, eft=60, eval=8, judge_eval=4)
+        return WorldSeedData("world", seed, eft=True, sizes=sizes).build(Path(tmp)).tokenizer_texts()
 
 
 def llama_tokenizer(texts: list[str]):

@@ -1,6 +1,7 @@
-"""The embedded default model: a small Llama built from a config, with a tokenizer trained on
-the world's text, pretrained on the world's corpus into M0. M0 is saved with save_pretrained and
-cached under a hash of everything that built it, so later runs (and multirun jobs) reuse it."""
+"""The embedded default model: a small Llama built from a config, with a tokenizer trained on the seed
+data's text, pretrained on its corpus into M0 (seed data with a PretrainingCorpus: the embedded world).
+M0 is saved with save_pretrained and cached under a hash of everything that built it, so later runs
+(and multirun jobs) reuse it."""
 from __future__ import annotations
 
 import hashlib
@@ -16,15 +17,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from srlm_exp import distributed
-from srlm_exp.artifacts import read_jsonl
+from srlm_exp.data.seed_data import PretrainingCorpus
 from srlm_exp.models.loading import is_model_dir
 from srlm_exp.models import tokenizer as tokenizer_module
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.save_callback import SaveModelCallback
 from srlm_exp.training.sft import SFTModule
-from srlm_exp.world.grader import justification
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +31,16 @@ log = logging.getLogger(__name__)
 BUILD_VERSION = 1
 
 
-def tokenizer_texts(world_files: dict[str, Path]) -> list[str]:
-    """What the tokenizer learns its vocabulary from: the world's text and the paper's judge prompt
-    (a real base model has read such text; judge options share this vocabulary)."""
-    texts = [r["text"] for r in read_jsonl(world_files["corpus"])]
-    texts += [r["instruction"] + "\n" + r["response"] for r in read_jsonl(world_files["ift"])]
-    texts += [r["response"] for r in read_jsonl(world_files["eft_raw"])]
-    texts += [justification(k) for k in range(6)] * 20
-    texts += [PAPER_JUDGE_PROMPT] * 20
-    return texts
-
-
-def m0_fingerprint(model_cfg: Any, world_files: dict[str, Path], seed: int) -> str:
-    """Hash of the architecture, pretraining settings, seed and the exact world files used."""
+def m0_fingerprint(model_cfg: Any, corpus: PretrainingCorpus, seed: int) -> str:
+    """Hash of the architecture, pretraining settings, seed, the code that builds M0 and the exact texts."""
     h = hashlib.sha256()
     cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else model_cfg
     h.update(json.dumps({k: cfg[k] for k in ("architecture", "pretrain")}, sort_keys=True).encode())
     h.update(f"seed={seed};build={BUILD_VERSION}".encode())
     for module in (__file__, tokenizer_module.__file__):  # code that builds M0 changed -> rebuild
         h.update(Path(module).read_bytes())
-    for name in ("corpus", "ift", "eft_raw"):
-        h.update(Path(world_files[name]).read_bytes())
+    for texts in (corpus.tokenizer_texts(), corpus.corpus_texts()):
+        h.update(json.dumps(texts, ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 
@@ -68,9 +56,9 @@ def _packed_blocks(tokenizer, texts: list[str], block_size: int) -> torch.Tensor
     return torch.tensor(ids[: n * block_size]).view(n, block_size)
 
 
-def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path, trainer_cfg: Any, seed: int) -> Path:
+def build_m0(model_cfg: Any, corpus: PretrainingCorpus, cache_dir: str | Path, trainer_cfg: Any, seed: int) -> Path:
     """Return the directory of M0, building it (tokenizer + pretraining) if not cached."""
-    out = Path(cache_dir) / f"m0-tiny-{m0_fingerprint(model_cfg, world_files, seed)}"
+    out = Path(cache_dir) / f"m0-tiny-{m0_fingerprint(model_cfg, corpus, seed)}"
     # Under DDP every rank pretrains (one fit): rank 0 decides whether to, and alone writes M0.
     if distributed.share_from_main(lambda: is_model_dir(out)):
         log.info("M0: reusing cached %s", out)
@@ -78,7 +66,7 @@ def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path
     arch = model_cfg.architecture
     pre = model_cfg.pretrain
     pl.seed_everything(seed, workers=True)
-    tokenizer = train_tokenizer(tokenizer_texts(world_files), vocab_size=arch.vocab_size)
+    tokenizer = train_tokenizer(corpus.tokenizer_texts(), vocab_size=arch.vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=arch.hidden_size,
@@ -96,7 +84,7 @@ def build_m0(model_cfg: Any, world_files: dict[str, Path], cache_dir: str | Path
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    blocks = _packed_blocks(tokenizer, [r["text"] for r in read_jsonl(world_files["corpus"])], pre.block_size)
+    blocks = _packed_blocks(tokenizer, corpus.corpus_texts(), pre.block_size)
     loader = DataLoader(
         TensorDataset(blocks),
         batch_size=pre.batch_size,

@@ -7,18 +7,19 @@ M1 — so no second model is held while training.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
+from srlm_exp.config import check, require
 from srlm_exp.distributed import split_map
 from srlm_exp.models.lora import reference_context
-from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
 from srlm_exp.training.base import PolicyModule
-from srlm_exp.training.tokenize import IGNORE_INDEX, chat_example, pad_batch
+from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss, sequence_logps
+from srlm_exp.training.stage import StageInputs
 
 log = logging.getLogger(__name__)
 REFERENCES = ("previous", "m1")
@@ -45,16 +46,17 @@ def pair_batches(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def policy_logps(model, batch, average: bool = False) -> torch.Tensor:
+def policy_logps(model, batch, loss_type: str) -> torch.Tensor:
+    """Sequence log-probs of the response tokens; per-token averages for the losses defined on them."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps = sequence_logps(logits, batch["labels"])
-    if average:  # IPO is defined on per-token averages (as in TRL)
+    if length_averaged(loss_type):
         logps = logps / (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
     return logps
 
 
 @torch.no_grad()
-def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, average: bool) -> None:
+def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, loss_type: str) -> None:
     """Fill item['ref_chosen'] / item['ref_rejected'] with the reference model's log-probs."""
     was_training = model.training
     model.eval()
@@ -63,7 +65,7 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
         for s in range(0, len(items), batch_size):
             chunk = items[s : s + batch_size]
             batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id).items()}
-            lp = policy_logps(model, batch, average).float().cpu()
+            lp = policy_logps(model, batch, loss_type).float().cpu()
             for k, i in enumerate(chunk):
                 i["ref_chosen"], i["ref_rejected"] = lp[k].item(), lp[len(chunk) + k].item()
     model.train(was_training)
@@ -72,14 +74,12 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
 class DPOModule(PolicyModule):
     def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
                  warmup_steps: int = 0, weight_decay: float = 0.0):
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
         super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
         n = batch["input_ids"].shape[0] // 2
-        logps = policy_logps(self.model, batch, average=self.hparams.loss_type == "ipo")
+        logps = policy_logps(self.model, batch, self.hparams.loss_type)
         ref = batch["ref_logps"].to(logps.dtype)
         losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.hparams.beta,
                                          loss_type=self.hparams.loss_type)
@@ -100,39 +100,39 @@ class DPOStage:
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
                  batch_size: int = 16, max_len: int = 512, min_examples: int = 8, weight_decay: float = 0.0):
-        if reference not in REFERENCES:
-            raise ValueError(f"train.reference={reference!r}; choose one of {REFERENCES}")
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"train.loss_type={loss_type!r}; choose one of {LOSS_TYPES}")
+        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
+                      f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
+              require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"))
         self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
-    def fit(self, model, tokenizer, data_dir: Path, iteration: int, run_fit: Callable, load_m1: Callable):
-        rows = read_jsonl(Path(data_dir) / "pairs.jsonl")
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        tokenizer, t = inputs.tokenizer, inputs.iteration
+        rows = read_jsonl(inputs.data_dir / "pairs.jsonl")
         if len(rows) < self.min_examples:
             raise NotEnoughPairsError(
-                f"iteration {iteration}: {len(rows)} valid preference pairs in {data_dir}/pairs.jsonl, fewer than "
+                f"iteration {t}: {len(rows)} valid preference pairs in {inputs.data_dir}/pairs.jsonl, fewer than "
                 f"train.min_examples={self.min_examples} (see stats.json for prompts, ties and parse failures); "
                 "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
             )
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len),
                   "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len)} for r in rows]
-        average = self.loss_type == "ipo"
-        ref_model = model if self.reference == "previous" else load_m1()
+        ref_model = model if self.reference == "previous" else inputs.load_model(1)
 
         def reference(part: list[dict]) -> list[tuple[float, float]]:
-            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, average)
+            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, self.loss_type)
             return [(i["ref_chosen"], i["ref_rejected"]) for i in part]
 
         # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
         for item, (chosen, rejected) in zip(items, split_map(reference, items)):
             item["ref_chosen"], item["ref_rejected"] = chosen, rejected
-        ref_model = None  # drops a loaded M1 before training: one model in memory while fitting
+        if ref_model is not model:
+            inputs.release(ref_model)  # one model in memory while fitting
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(iteration),
+                            generator=torch.Generator().manual_seed(t),
                             collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id))
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
                            warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
-        run_fit(module, loader, self.epochs, self.max_steps)
-        return {"n_pairs": len(items)}
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        return {"pairs": len(items)}

@@ -9,6 +9,11 @@ from torch import Tensor
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
 
+def length_averaged(loss_type: str) -> bool:
+    """IPO is defined on per-token average log-probs (the IPO paper's form, as in TRL); the others on sums."""
+    return loss_type == "ipo"
+
+
 def sequence_logps(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
     """Sum of log-probs of the label tokens per sequence, shape (batch,).
 

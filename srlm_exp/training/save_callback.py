@@ -14,8 +14,9 @@ from srlm_exp.training.sharding import gather_full_state_dict, is_sharded, unsha
 
 
 class SaveModelCallback(pl.Callback):
-    """Saves the trained model as a plain directory (LoRA merged, adapter beside it) and leaves that
-    plain model in `pl_module.model` for the callbacks after this one (the generation phase).
+    """Saves the trained model as a plain directory (LoRA merged, adapter beside it) when the fit ends.
+    `finalize()` does that once and returns the plain model, whichever callback asks first (the
+    generation phase asks for it to generate with M(t)), and `model` holds it afterwards.
 
     Under trainer=fsdp each rank ends training with only a shard of the model. The full weights are
     gathered in `on_train_end`, while the shards are still on their devices and before Lightning's
@@ -25,6 +26,7 @@ class SaveModelCallback(pl.Callback):
     def __init__(self, out_dir: Path, tokenizer, rebuild: Callable[[], nn.Module]):
         self.out_dir, self.tokenizer, self.rebuild = Path(out_dir), tokenizer, rebuild
         self._gathered: dict | None = None
+        self.model: nn.Module | None = None  # the saved plain model, once finalized
 
     def on_train_end(self, trainer, pl_module) -> None:
         if is_sharded(pl_module.model):
@@ -34,6 +36,12 @@ class SaveModelCallback(pl.Callback):
             pl_module.model.zero_grad(set_to_none=True)
 
     def on_fit_end(self, trainer, pl_module) -> None:
+        self.finalize(trainer, pl_module)
+
+    def finalize(self, trainer, pl_module) -> nn.Module:
+        """Save M(t) (on the first call) and return it as a plain model."""
+        if self.model is not None:
+            return self.model
         if self._gathered is not None:
             pl_module.model, self._gathered = unsharded_copy(self.rebuild, self._gathered), None
         # Every rank merges its own (identical) copy, so the generation phase that follows runs the
@@ -44,3 +52,5 @@ class SaveModelCallback(pl.Callback):
         if trainer.is_global_zero:
             save_model(pl_module.model, self.tokenizer, self.out_dir)
         distributed.barrier()  # no rank reads M(t) before it is on disk
+        self.model = pl_module.model
+        return self.model

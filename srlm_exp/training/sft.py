@@ -5,15 +5,18 @@ step (top-scored candidates), and for pretraining M0 (where every token is a lab
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import IGNORE_INDEX, chat_example
+from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
-from srlm_exp.training.tokenize import chat_example, collate_examples
+from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.stage import StageInputs
 
 
 class SFTModule(PolicyModule):
@@ -31,7 +34,7 @@ class SFTModule(PolicyModule):
 
     def training_step(self, batch, batch_idx):
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        n_tokens = (batch["labels"][:, 1:] != -100).sum()
+        n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         p = self.hparams.log_prefix
         self.log(f"{p}/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log(f"{p}/response_tokens", n_tokens.float(), reduce_fx="sum", batch_size=batch["input_ids"].shape[0])
@@ -39,7 +42,8 @@ class SFTModule(PolicyModule):
 
 
 class TopCandidateSFTStage:
-    """The paper's ablation: SFT of M(t) on the top-scored candidate of each prompt (no pairs)."""
+    """The paper's ablation: SFT of M(t) on the top-scored candidate of each prompt (no pairs), taken from
+    the same ranking DPO's pairs come from (identical samples merged, their judgments pooled)."""
 
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
                  epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int = 512, min_examples: int = 8,
@@ -47,22 +51,23 @@ class TopCandidateSFTStage:
         self.name, self.lr, self.min_lr, self.warmup_steps, self.weight_decay = name, lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
-    def fit(self, model, tokenizer, data_dir, iteration: int, run_fit, load_m1=None):
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        tok, data_dir = inputs.tokenizer, inputs.data_dir
         examples = []
-        for row in read_jsonl(Path(data_dir) / "candidates.jsonl"):
-            scored = [c for c in row["candidates"] if c["score"] is not None and not math.isnan(c["score"])]
-            if scored:
-                best = max(scored, key=lambda c: c["score"])
-                examples.append(chat_example(tokenizer, row["instruction"], best["text"], self.max_len))
+        for row in read_jsonl(data_dir / "candidates.jsonl"):
+            row = PromptCandidates.from_json(row)
+            best = top_candidate(row)
+            if best is not None:
+                examples.append(chat_example(tok, row.instruction, best.text, self.max_len))
         if len(examples) < self.min_examples:
             raise RuntimeError(
-                f"iteration {iteration}: only {len(examples)} prompts have a scored candidate in {data_dir}/candidates.jsonl, "
-                f"fewer than train.min_examples={self.min_examples}"
+                f"iteration {inputs.iteration}: only {len(examples)} prompts have a scored candidate in "
+                f"{data_dir}/candidates.jsonl, fewer than train.min_examples={self.min_examples}"
             )
         loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(iteration),
-                            collate_fn=lambda b: collate_examples(b, tokenizer.pad_token_id))
+                            generator=torch.Generator().manual_seed(inputs.iteration),
+                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
         module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
                            weight_decay=self.weight_decay, log_prefix="sft_top")
-        run_fit(module, loader, self.epochs, self.max_steps)
-        return {"n_examples": len(examples)}
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        return {"examples": len(examples)}

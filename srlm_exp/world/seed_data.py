@@ -1,19 +1,18 @@
 """Deterministic world data from a seed: pretraining corpus, IFT/EFT seeds and held-out sets."""
 from __future__ import annotations
 
-import os
 import random
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
+from srlm_exp.artifacts import write_jsonl
 
 from .grader import canonical_response, grade_task, response_with_score
 from .tasks import FAMILIES, ORDINALS, WORDS, Task, sample_task, spaced
 
-__all__ = ["WorldSizes", "build_world", "load_jsonl"]
+__all__ = ["WorldSizes", "build_world"]
 
 N_SCORES = 6
 
@@ -138,22 +137,6 @@ def _corpus_rows(rng: random.Random, n_docs: int, held_out: set[str]) -> list[di
     return rows
 
 
-def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    if rows:
-        was_enabled = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # one bar per tiny file is noise in every job's log
-        try:
-            datasets.Dataset.from_list(rows).to_json(str(tmp), lines=True)
-        finally:
-            if was_enabled:
-                datasets.enable_progress_bars()
-    else:
-        tmp.write_text("")
-    os.replace(tmp, path)  # a file is complete or absent
-    return path
-
-
 def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, Path]:
     """Write corpus, ift, eft_raw, eval and judge_eval JSONL files; return {name: path}.
 
@@ -209,9 +192,4 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
 
     splits = {"corpus": corpus_rows, "ift": ift_rows, "eft_raw": eft_rows,
               "eval": eval_rows, "judge_eval": judge_rows}
-    return {name: _write_jsonl(rows, out / f"{name}.jsonl") for name, rows in splits.items()}
-
-
-def load_jsonl(path: str | Path) -> datasets.Dataset:
-    """Load a JSONL file written by ``build_world`` as a ``datasets.Dataset``."""
-    return datasets.load_dataset("json", data_files=str(path), split="train")
+    return {name: write_jsonl(out / f"{name}.jsonl", rows) for name, rows in splits.items()}

@@ -1,4 +1,6 @@
-"""Turning (prompt, response) chat pairs into token ids with a response-only label mask."""
+"""Chats as token ids: the prompt a model generates from, the (prompt, response) example it is trained on
+with a response-only label mask, and padding. Generation and training both tokenize through here, so
+the prompt a model sees at generation time is exactly the prefix training masks."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,6 +31,14 @@ def prompt_ids(tokenizer, instruction: str) -> list[int]:
         [{"role": "user", "content": instruction}], add_generation_prompt=True, tokenize=False
     )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def raw_prompt_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of plain text to be continued (few-shot completion, no chat template)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
 
 
 def chat_example(tokenizer, instruction: str, response: str, max_len: int) -> ChatExample:
@@ -72,25 +82,3 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_value: int, left: bool = False)
         else:
             out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     return out
-
-
-def collate_examples(examples: Sequence[ChatExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padding is masked in attention and ignored in the loss."""
-    input_ids = pad_batch([e.input_ids for e in examples], pad_id)
-    labels = pad_batch([e.labels for e in examples], IGNORE_INDEX)
-    attention_mask = pad_batch([[1] * len(e.input_ids) for e in examples], 0)
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-
-
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 8) -> list[list[int]]:
-    """Shuffled batches of similar length: short IFT examples are not padded to the ~450-token
-    judge prompts of EFT examples (most of an SFT step's cost on CPU would be padding)."""
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(lengths), generator=g).tolist()
-    batches = []
-    for s in range(0, len(order), batch_size * mega):
-        chunk = sorted(order[s : s + batch_size * mega], key=lambda i: lengths[i])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-    # A short (last) batch goes last, so re-batching the flattened order keeps the groups intact.
-    return [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]

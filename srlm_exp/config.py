@@ -1,0 +1,172 @@
+"""From a composed config to the run's components, checked before anything is built or trained.
+
+`build_components(cfg)` instantiates every configured component (seed data, M0 source, stages, judge,
+pair rule, prompt source, candidate sampler) and collects *every* problem at once — a `???` value, a
+value a component refuses, a component that needs a capability the seed data lacks — into one
+`ConfigError` whose lines each name the key and the fix. A component owns the rules of its own
+settings (its constructor raises `ConfigError` through `check`); requirements between components are
+declared as capabilities (`requires = (GroundTruth,)`) and checked here, never by option name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from srlm_exp.data.seed_data import GroundTruth
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str      # the dotted config key at fault ("train.beta")
+    message: str  # what is wrong with its value
+    fix: str      # what to set instead
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}; {self.fix}"
+
+
+class ConfigError(ValueError):
+    """One or more problems with a config, each naming its key and the fix."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the config:\n{lines}" if len(self.problems) > 1
+                         else str(self.problems[0]))
+
+    def under(self, prefix: str) -> "ConfigError":
+        """The same problems with keys relative to the config node at `prefix`."""
+        return ConfigError([Problem(f"{prefix}.{p.key}" if p.key else prefix, p.message, p.fix) for p in self.problems])
+
+
+def require(ok: bool, key: str, message: str, fix: str) -> Problem | None:
+    """A problem with `key` unless `ok` (for a component's own checks, passed to `check`)."""
+    return None if ok else Problem(key, message, fix)
+
+
+def check(*problems: Problem | None) -> None:
+    """Raise one ConfigError for every problem given (None = that rule holds)."""
+    found = [p for p in problems if p is not None]
+    if found:
+        raise ConfigError(found)
+
+
+@dataclass
+class Components:
+    """Everything a run is composed of, instantiated from the config."""
+
+    seed_data: Any
+    model_source: Any
+    seed_sft: Any
+    train_stage: Any
+    judge: Any
+    pair_rule: Any
+    prompt_source: Any
+    sampler: Any
+
+
+# config key -> component name; each node has a `_target_`
+COMPONENT_KEYS = {
+    "data": "seed_data", "model.source": "model_source", "seed_sft": "seed_sft", "train": "train_stage",
+    "judge": "judge", "pairs": "pair_rule", "prompts": "prompt_source", "callbacks.self_reward": "sampler",
+}
+
+
+def _choice(cfg: DictConfig, key: str) -> str:
+    """How the user names a node's option in a message: `prompts=world_pool` (Hydra's choice, or the
+    option's `name`), else the key."""
+    group = key.split(".")[0]
+    if HydraConfig.initialized():
+        chosen = HydraConfig.get().runtime.choices.get(group)
+        if chosen:
+            return f"{group}={chosen}"
+    node = OmegaConf.select(cfg, group)
+    name = node.get("name") if isinstance(node, DictConfig) else None
+    return f"{group}={name}" if name else key
+
+
+def _missing(cfg: DictConfig, key: str) -> list[Problem]:
+    node = OmegaConf.select(cfg, key)
+    out = []
+    for sub in node.keys() if isinstance(node, DictConfig) else ():
+        if OmegaConf.is_missing(node, sub):
+            out.append(Problem(f"{key}.{sub}", f"is required by {_choice(cfg, key)}", f"set {key}.{sub}=..."))
+        elif isinstance(node._get_node(sub), DictConfig):
+            out += _missing(cfg, f"{key}.{sub}")
+    return out
+
+
+def _instantiate(cfg: DictConfig, key: str, **extra) -> tuple[Any, list[Problem]]:
+    """The component at `key`, or the problems that kept it from being built."""
+    try:
+        return instantiate(OmegaConf.select(cfg, key), **extra), []
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ConfigError):
+            return None, cause.under(key).problems
+        return None, [Problem(key, f"{_choice(cfg, key)} could not be built: {cause or exc}", f"correct {key}")]
+    except ConfigError as exc:
+        return None, exc.under(key).problems
+
+
+def _capability_problems(cfg: DictConfig, key: str, seed_data: Any) -> list[Problem]:
+    """What the component at `key` requires of the seed data (its class's `requires`) and it lacks."""
+    cls = get_object(OmegaConf.select(cfg, key)._target_)
+    out = []
+    for capability in getattr(cls, "requires", ()):
+        if not isinstance(seed_data, capability):
+            what = (capability.__doc__ or "").strip().splitlines()[0].rstrip(".")
+            out.append(Problem(
+                "data", f"{_choice(cfg, key)} needs {capability.__name__} ({what}), which {_choice(cfg, 'data')} "
+                        "does not offer",
+                f"choose another {key.split('.')[0]} option, or seed data that offers it (data=world offers every "
+                "capability)"))
+    return out
+
+
+# Used only by self-rewarding iterations: with loop.iterations=0 (M1 only) what they need is not checked.
+SELF_REWARDING_ONLY = ("train", "pairs", "prompts", "callbacks.self_reward")
+GROUPS_WITH_REQUIRED_VALUES = ("data", "model", "seed_sft", "train", "judge", "pairs", "prompts", "callbacks", "eval")
+
+
+def build_components(cfg: DictConfig) -> Components:
+    """Instantiate every component of `cfg`; raise one ConfigError listing every problem found."""
+    problems = [p for p in (require(cfg.loop.iterations >= 0, "loop.iterations", f"is {cfg.loop.iterations}, must be >= 0",
+                                    "set loop.iterations=2 for M2 and M3 as in the paper, 0 for M1 only"),) if p]
+    missing = [p for group in GROUPS_WITH_REQUIRED_VALUES if group in cfg for p in _missing(cfg, group)]
+    problems += missing
+
+    def complete(key: str) -> bool:
+        return not any(p.key.startswith(f"{key}.") for p in missing)
+
+    built: dict[str, Any] = dict.fromkeys(COMPONENT_KEYS.values())
+    if complete("data"):
+        built["seed_data"], errs = _instantiate(cfg, "data")
+        problems += errs
+    seed_data = built["seed_data"]
+    for key, name in COMPONENT_KEYS.items():
+        if key == "data" or not complete(key):
+            continue
+        if seed_data is not None and (cfg.loop.iterations > 0 or key not in SELF_REWARDING_ONLY):
+            lacking = _capability_problems(cfg, key, seed_data)
+            if lacking:
+                problems += lacking
+                continue
+        requires = getattr(get_object(OmegaConf.select(cfg, key)._target_), "requires", ())
+        if GroundTruth in requires and seed_data is None:
+            continue  # the seed data's own problems are reported above
+        extra = {"ground_truth": seed_data} if GroundTruth in requires else {}
+        built[name], errs = _instantiate(cfg, key, **extra)
+        problems += errs
+    check(*problems)
+    return Components(**built)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed config without running anything (the same checks a job makes first)."""
+    build_components(cfg)

@@ -1,0 +1,88 @@
+"""Evaluating M(t): its summary entry (conf/eval/default.yaml).
+
+The policy answers the held-out instructions greedily (graded where the seed data has a grader), the
+model judges the held-out ranked sets (the paper's Table 4), and M(t) meets M1 and its predecessor
+head-to-head, by ground truth and, with eval.judge_model, by an external judge. The entry also holds
+what M(t) was trained on (training.json) and the statistics of its training data (stats.json).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from srlm_exp import distributed
+from srlm_exp.artifacts import read_jsonl, write_jsonl
+from srlm_exp.data.seed_data import GroundTruth
+from srlm_exp.evaluation.judge_eval import evaluate_judge
+from srlm_exp.evaluation.metrics import head_to_head
+from srlm_exp.evaluation.policy import grade_responses, policy_responses
+
+
+class Evaluator:
+    def __init__(self, eval_cfg, seed_data, judge, tokenizer, load: Callable[[int], Any],
+                 release: Callable[[Any], None], iteration_dir: Callable[[int], Path], device):
+        self.cfg, self.seed_data, self.judge, self.tokenizer = eval_cfg, seed_data, judge, tokenizer
+        self.load, self.release, self.iteration_dir, self.device = load, release, iteration_dir, device
+
+    def responses_file(self, t: int) -> Path:
+        return self.iteration_dir(t) / "eval_responses.jsonl"
+
+    def evaluate(self, t: int) -> dict[str, Any]:
+        """M(t)'s summary entry: policy metrics, judge metrics, head-to-heads, its training and data stats."""
+        e = self.cfg
+        entry: dict[str, Any] = {"iteration": t, "model": f"M{t}"}
+        model = self.load(t)
+        try:
+            entry["eval"] = self.policy(model, t)
+            entry["judge"] = evaluate_judge(model, self.tokenizer, self.judge, self.seed_data, e.judge_batch_size)
+        finally:
+            self.release(model)  # before any other model (the external judge) is loaded
+        distributed.barrier()  # eval_responses.jsonl is on disk for the head-to-heads of every rank
+        entry["head_to_head"] = self.head_to_heads(t)
+        it = self.iteration_dir(t)
+        if (it / "training.json").exists():
+            entry["training"] = json.loads((it / "training.json").read_text())
+        if (it / "stats.json").exists():
+            entry.update(json.loads((it / "stats.json").read_text()))
+            entry["pairs"].pop("dropped", None)
+        if e.judge_model and self.opponents(t):  # one external judge model, on rank 0
+            entry["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(t))
+        return entry
+
+    def policy(self, model, t: int) -> dict[str, Any]:
+        """Greedy responses to the held-out instructions (read back on a resumed job), graded."""
+        rows = self.seed_data.eval_rows()
+        resp_file = self.responses_file(t)
+        if distributed.share_from_main(resp_file.exists):
+            metrics, _ = grade_responses(self.seed_data, rows, [g["response"] for g in read_jsonl(resp_file)])
+            return metrics
+        # Instructions split across ranks; all get every response back.
+        responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, self.cfg.max_new_tokens,
+                                                                        self.cfg.batch_size), [r["instruction"] for r in rows])
+        metrics, graded = grade_responses(self.seed_data, rows, responses)
+        if distributed.is_main():
+            write_jsonl(resp_file, graded)
+        return metrics
+
+    def opponents(self, t: int) -> list[tuple[str, int]]:
+        """M(t)'s head-to-head opponents whose evaluation responses exist: M1 and its predecessor."""
+        return [(name, other) for name, other in (("vs_M1", 1), ("vs_prev", t - 1))
+                if 0 <= other != t and self.responses_file(other).exists()]
+
+    def _gt_scores(self, t: int) -> list[float]:
+        return [float(r["gt_score"]) for r in read_jsonl(self.responses_file(t))]
+
+    def head_to_heads(self, t: int) -> dict:
+        """Win/tie/loss by ground-truth score against M1 and against the predecessor (paper Fig. 3)."""
+        if not isinstance(self.seed_data, GroundTruth):
+            return {}
+        mine = self._gt_scores(t)
+        return {name: head_to_head(mine, self._gt_scores(other)) for name, other in self.opponents(t)}
+
+    def external_head_to_heads(self, t: int) -> dict:
+        """The same comparisons judged by the external model (eval.judge_model), both orders."""
+        from srlm_exp.evaluation.external import external_head_to_heads
+
+        return external_head_to_heads(self.cfg, {name: (self.responses_file(t), self.responses_file(other))
+                                                 for name, other in self.opponents(t)}, self.device)

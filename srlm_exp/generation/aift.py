@@ -1,0 +1,97 @@
+"""Making AIFT(M(t)), the training data of M(t+1): the generation and judging phase of a self-rewarding
+iteration, as one function of explicit inputs.
+
+prompts.jsonl -> candidates.jsonl (N samples per prompt, each judged K times, raw judgments kept)
+-> pairs.jsonl + stats.json. Each file is a phase: written completely or not at all, and read back
+instead of redone when a stopped job is rerun. Under DDP every rank calls this: rank 0 writes the
+prompts, each rank samples and judges its share of them, rank 0 writes the gathered results.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from srlm_exp.artifacts import read_jsonl, write_json, write_jsonl
+from srlm_exp.data.seed_data import GroundTruth, SeedData
+from srlm_exp.distributed import is_main, rank, share_from_main, split_map, world_size
+from srlm_exp.generation.candidates import CandidateSampler
+from srlm_exp.judging.records import JudgedCandidate, PromptCandidates
+from srlm_exp.pairs.build import PairRule, build_pairs
+from srlm_exp.phases import PhaseLog
+
+log = logging.getLogger(__name__)
+AIFT_FILES = ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl", "stats.json")
+
+
+def aift_done(out_dir: Path) -> bool:
+    return all((Path(out_dir) / f).exists() for f in AIFT_FILES)
+
+
+def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: CandidateSampler, judge,
+                      seed_data: SeedData, batch_size: int) -> list[PromptCandidates]:
+    """Sample every prompt's candidates, judge each K times, and grade it where the seed data can."""
+    if world_size() > 1:
+        log.info("rank %d of %d: sampling and judging %d prompts", rank(), world_size(), len(prompts))
+    cands = sampler.sample(model, tokenizer, prompts)
+    judged = judge.judge(model, tokenizer, prompts, cands, batch_size=batch_size, desc="judging")
+    graded = isinstance(seed_data, GroundTruth)
+    rows = []
+    for k, (prompt, texts, judgments) in enumerate(zip(prompts, cands, judged)):
+        entries = []
+        for text, judgment in zip(texts, judgments):
+            gt = seed_data.grade(prompt, text) if graded else None
+            entries.append(JudgedCandidate(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), judgment,
+                                           graded=graded, gt_score=None if gt is None else gt.score))
+        rows.append(PromptCandidates(k, prompt, entries))
+    return rows
+
+
+def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, prompt_source, sampler: CandidateSampler,
+              judge, pair_rule: PairRule, seed_data: SeedData, earlier_prompts: Sequence[str],
+              phases: PhaseLog) -> dict[str, Any]:
+    """Write AIFT(M(t)) into `out_dir` (M(t+1)'s iteration dir) with `model` = M(t); return its stats.
+
+    `earlier_prompts` are every prompt of earlier iterations (new prompts must differ from them);
+    `phases` records the time of each phase that runs."""
+    out = Path(out_dir)
+    # Separate streams: a resumed job that reads prompts back must still break pair ties the same way.
+    prompt_rng = random.Random(f"self-reward-prompts:{seed}:{iteration}")
+    pair_rng = random.Random(f"self-reward-pairs:{seed}:{iteration}")
+
+    def prompts_phase() -> list[str]:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / "prompts.jsonl").exists():
+            return [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
+        with phases.phase("prompts"):
+            prompts = prompt_source.produce(model, tokenizer, seed_data, earlier_prompts, prompt_rng)
+            write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
+        return prompts
+
+    # On rank 0 only: self-instruct filters novelty sequentially; the others get the result.
+    prompts = share_from_main(prompts_phase)
+
+    rows: list[PromptCandidates] | None = None
+    if not share_from_main((out / "candidates.jsonl").exists):
+        with phases.phase("candidates_and_judging"):
+            rows = split_map(lambda part: judged_candidates(model, tokenizer, part, sampler, judge, seed_data,
+                                                            sampler.batch_size), prompts)
+            for k, row in enumerate(rows):
+                row.prompt_id = k
+            if is_main():
+                write_jsonl(out / "candidates.jsonl", [r.to_json() for r in rows])
+
+    def pairs_phase() -> dict[str, Any]:
+        if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
+            return json.loads((out / "stats.json").read_text())
+        judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / "candidates.jsonl")]
+        pairs, stats = build_pairs(judged, pair_rule, pair_rng)
+        write_jsonl(out / "pairs.jsonl", pairs)
+        write_json(out / "stats.json", stats)
+        log.info("iteration %d data: %d prompts, %d pairs (%s)", iteration, len(prompts), len(pairs),
+                 stats["pairs"]["dropped"])
+        return stats
+
+    return share_from_main(pairs_phase)  # also the barrier: the files exist when any rank returns

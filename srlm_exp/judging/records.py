@@ -1,0 +1,118 @@
+"""What judging produces, as typed records with one JSON codec: a candidate's judgments and its score,
+and one prompt's judged candidates (a row of candidates.jsonl).
+
+One rule for a score everywhere: a candidate's score is the mean of its valid judgments; a judgment
+whose verdict did not parse is missing (NaN), never a number (SPEC §3), and a candidate with no valid
+judgment has no score. NaN exists only in memory: JSON holds null.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+
+def mean_of_valid(scores: Sequence[float]) -> float:
+    """The mean of the scores that are not NaN; NaN when there are none."""
+    valid = [s for s in scores if not math.isnan(s)]
+    return sum(valid) / len(valid) if valid else math.nan
+
+
+def _to_json_number(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _from_json_number(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+@dataclass
+class Judgment:
+    """All judgments of one candidate: each raw text with the score parsed from it (NaN = missing)."""
+
+    texts: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.scores):
+            raise ValueError(f"a Judgment needs one score per text, got {len(self.texts)} texts and {len(self.scores)} scores")
+
+    def add(self, text: str, score: float) -> None:
+        self.texts.append(text)
+        self.scores.append(score)
+
+    @property
+    def score(self) -> float:
+        return mean_of_valid(self.scores)
+
+
+def parse_rate(judgments: Iterable[Judgment]) -> float:
+    """Share of individual judgments whose verdict parsed (0 when there are none)."""
+    scores = [s for j in judgments for s in j.scores]
+    return sum(not math.isnan(s) for s in scores) / max(1, len(scores))
+
+
+@dataclass
+class JudgedCandidate:
+    """One sampled response, its token length, its judgments and, where the seed data has a grader,
+    its ground-truth score (None for an ungradable instruction)."""
+
+    text: str
+    length: int
+    judgment: Judgment
+    graded: bool = False          # whether the seed data has a grader (then `gt_score` is written)
+    gt_score: float | None = None
+
+    @property
+    def score(self) -> float:
+        return self.judgment.score
+
+    def to_json(self) -> dict[str, Any]:
+        row = {"text": self.text, "length": self.length, "judgments": list(self.judgment.texts),
+               "judgment_scores": [_to_json_number(s) for s in self.judgment.scores],
+               "score": _to_json_number(self.score)}
+        if self.graded:
+            row["gt_score"] = self.gt_score
+        return row
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> "JudgedCandidate":
+        judgment = Judgment(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
+        return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"))
+
+
+@dataclass
+class PromptCandidates:
+    """One prompt and its judged candidates (a row of candidates.jsonl)."""
+
+    prompt_id: int
+    instruction: str
+    candidates: list[JudgedCandidate]
+
+    @property
+    def parse_rate(self) -> float:
+        return parse_rate(c.judgment for c in self.candidates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt_id": self.prompt_id, "instruction": self.instruction,
+                "candidates": [c.to_json() for c in self.candidates], "judge_parse_rate": self.parse_rate}
+
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> "PromptCandidates":
+        return cls(int(row["prompt_id"]), row["instruction"], [JudgedCandidate.from_json(c) for c in row["candidates"]])
+
+
+def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandidate]:
+    """One candidate per distinct text, in first-seen order, with the judgments of its copies pooled.
+
+    A small model often samples the same answer twice, and K sampled judgments can score the copies
+    apart; merging them keeps a pair from having chosen == rejected text."""
+    merged: dict[str, JudgedCandidate] = {}
+    for c in candidates:
+        m = merged.get(c.text)
+        if m is None:
+            merged[c.text] = JudgedCandidate(c.text, c.length, Judgment(list(c.judgment.texts), list(c.judgment.scores)),
+                                             c.graded, c.gt_score)
+        else:
+            m.judgment = Judgment(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
+    return list(merged.values())

@@ -1,0 +1,152 @@
+"""The self-rewarding loop of one job, as a sequence of stages: build M0, then for each t train M(t)
+with its stage, make AIFT(M(t)) (the callback at the end of the fit) and evaluate M(t).
+
+Layout of a job's output dir:
+  data/                 seed data (world files or Open Assistant splits)
+  iteration_0/          eval of M0 (M0 itself lives in the cache, or is the HF checkpoint)
+  iteration_1/model     M1 (SFT on the seed data)
+  iteration_t/          for t >= 2: prompts.jsonl, candidates.jsonl, pairs.jsonl, stats.json
+                        (AIFT(M(t-1)), made after M(t-1) was trained), model/ = M(t)
+  iteration_t/training.json   what M(t)'s stage trained on
+  summary.json
+Every phase writes its file atomically; a rerun on the same dir reads finished phases back.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from srlm_exp import distributed
+from srlm_exp.artifacts import read_jsonl, write_json
+from srlm_exp.config import Components
+from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT
+from srlm_exp.evaluation.evaluator import Evaluator
+from srlm_exp.generation.aift import aift_done, make_aift
+from srlm_exp.generation.callback import SelfRewardCallback
+from srlm_exp.models.loading import ModelStore, is_model_dir, load_tokenizer, release
+from srlm_exp.phases import PhaseLog
+from srlm_exp.summary import Summary
+from srlm_exp.tracking import Tracker
+from srlm_exp.training.fit import make_trainer
+from srlm_exp.training.save_callback import SaveModelCallback
+from srlm_exp.training.stage import StageInputs
+
+log = logging.getLogger(__name__)
+
+
+class Loop:
+    def __init__(self, cfg: DictConfig, out_dir: Path, components: Components, summary: Summary, tracker: Tracker):
+        self.cfg, self.out, self.c, self.summary, self.tracker = cfg, Path(out_dir), components, summary, tracker
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+        self.seed_data = distributed.main_first(lambda: components.seed_data.build(self.out / "data"))
+
+    def iteration_dir(self, t: int) -> Path:
+        return self.out / f"iteration_{t}"
+
+    # --- the sequence ---------------------------------------------------------------------------
+    def run(self) -> None:
+        t0 = time.time()
+        m0_phases = PhaseLog()
+        with m0_phases.phase("m0"):
+            m0_dir = self.c.model_source.m0(self.cfg.model, self.seed_data, self.cfg.paths.cache_dir, self.cfg.trainer,
+                                            self.cfg.seed)
+            tokenizer = load_tokenizer(m0_dir, self.cfg.model.chat_template, self.cfg.model.trust_remote_code)
+        models = ModelStore(self.cfg.model, tokenizer, self.device,
+                            lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model")
+        evaluator = Evaluator(self.cfg.eval, self.seed_data, self.c.judge, tokenizer, models.load, release,
+                              self.iteration_dir, self.device)
+        self.record(0, evaluator, m0_phases)
+        last = self.cfg.loop.iterations + 1
+        for t in range(1, last + 1):
+            phases = PhaseLog()
+            makes_data = t < last
+            # Rank 0 decides what a resumed job skips: every rank must take the same branch.
+            if not distributed.share_from_main(lambda: is_model_dir(models.model_dir(t))):
+                with phases.phase("train"):  # the generation phases nested in it are timed apart
+                    self.train(t, models, phases if makes_data else None)
+            elif makes_data and not distributed.share_from_main(lambda: aift_done(self.iteration_dir(t + 1))):
+                model = models.load(t)
+                self.make_aift(t, model, tokenizer, phases)
+                release(model)
+            self.record(t, evaluator, phases)
+        log.info("job finished in %.1f s", time.time() - t0)
+
+    # --- stages ---------------------------------------------------------------------------------
+    def stage_inputs(self, t: int, models: ModelStore, callbacks: list[pl.Callback]) -> StageInputs:
+        return StageInputs(tokenizer=models.tokenizer, iteration=t, seed=self.cfg.seed, data_dir=self.iteration_dir(t),
+                           seed_data=self.seed_data, judge=self.c.judge.model_judge(), run_fit=self.run_fit(callbacks),
+                           load_model=models.load, release=release)
+
+    def run_fit(self, callbacks: list[pl.Callback]):
+        def fit(module, loader, epochs: int, max_steps: int):
+            trainer = make_trainer(self.cfg.trainer, max_epochs=epochs, max_steps=max_steps,
+                                   logger=self.tracker.lightning_logger, callbacks=callbacks,
+                                   default_root_dir=str(self.out))
+            trainer.fit(module, loader)
+            self.tracker.advance(trainer.global_step)
+            return trainer
+        return fit
+
+    def train(self, t: int, models: ModelStore, phases: PhaseLog | None) -> None:
+        """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model,
+        the fit's callback makes AIFT(M(t)) with it."""
+        pl.seed_everything(self.cfg.seed + t, workers=True)
+        if t == 1 and isinstance(self.seed_data, ModelJudgedEFT):
+            self.seed_data.build_eft(self.eft_tools(models))
+        model = models.load(t - 1, trainable=True)
+        # Under trainer=fsdp the fit ends with shards; the gathered weights go into M(t-1) loaded again.
+        saved = SaveModelCallback(models.model_dir(t), models.tokenizer, rebuild=partial(models.load, t - 1, True))
+        callbacks: list[pl.Callback] = [saved]
+        if phases is not None:
+            callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases),
+                                                saved))
+        stage = self.c.seed_sft if t == 1 else self.c.train_stage
+        trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
+        if distributed.is_main():
+            write_json(self.iteration_dir(t) / "training.json", trained_on)
+        release(saved.model)
+        release(model)
+
+    def eft_tools(self, models: ModelStore) -> EFTJudgingTools:
+        def train_ift_only() -> Path:
+            out = self.iteration_dir(1) / "ift_only_model"
+            if not distributed.share_from_main(lambda: is_model_dir(out)):
+                model = models.load(0, trainable=True)
+                saved = SaveModelCallback(out, models.tokenizer, rebuild=partial(models.load, 0, True))
+                self.c.seed_sft.fit_ift_only(model, self.stage_inputs(1, models, [saved]))
+                release(saved.model)
+                release(model)
+            return out
+
+        return EFTJudgingTools(train_ift_only=train_ift_only, load=models.load_path, release=release,
+                               tokenizer=models.tokenizer, judge=self.c.judge.model_judge(),
+                               batch_size=self.cfg.eval.judge_batch_size)
+
+    def make_aift(self, t: int, model, tokenizer, phases: PhaseLog) -> dict:
+        """AIFT(M(t)) into iteration t+1, with every prompt of earlier iterations as known prompts."""
+        earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / "prompts.jsonl").exists()
+                   for r in read_jsonl(self.iteration_dir(k) / "prompts.jsonl")]
+        return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
+                         prompt_source=self.c.prompt_source, sampler=self.c.sampler, judge=self.c.judge,
+                         pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases)
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def record(self, t: int, evaluator: Evaluator, phases: PhaseLog) -> None:
+        """Evaluate M(t) (unless a resumed job already did) and put its summary entry."""
+        done = self.summary.entry(t)
+        if done is not None and "judge" in done:
+            return
+        with phases.phase("eval"):
+            entry = evaluator.evaluate(t)
+        entry.update(phases.summary())
+        self.summary.put(entry)
+        self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
+        self.tracker.log_pairs_sample(t, self.iteration_dir(t) / "pairs.jsonl")
+        log.info("M%d: %s | judge %s", t, {k: v for k, v in entry["eval"].items() if k != "per_family"},
+                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})

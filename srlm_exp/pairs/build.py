@@ -1,0 +1,69 @@
+"""From judged candidates to training data: the one ranking that DPO's pairs and the SFT ablation's top
+candidates both come from, and the statistics of an iteration's data (stats.json)."""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+from srlm_exp.evaluation.metrics import pearson
+from srlm_exp.judging.records import JudgedCandidate, PromptCandidates, merge_identical
+from srlm_exp.pairs.rules import PairChoice, summarize_drops
+
+PairRule = Callable[[Sequence[float], Sequence[int], random.Random], PairChoice]
+
+
+def ranked(row: PromptCandidates) -> list[JudgedCandidate]:
+    """A prompt's distinct candidates with their pooled judgments (the ranking's input, in sample order)."""
+    return merge_identical(row.candidates)
+
+
+def top_candidate(row: PromptCandidates) -> JudgedCandidate | None:
+    """The highest-scored distinct candidate (the first sampled among equals); None if none has a score."""
+    scored = [c for c in ranked(row) if not math.isnan(c.score)]
+    return max(scored, key=lambda c: c.score) if scored else None
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Random) -> tuple[list[dict], dict[str, Any]]:
+    """(chosen, rejected) pairs of every prompt by `rule`, and the iteration's data statistics.
+
+    Stats: how many pairs and why prompts made none (`pairs`), the judge's parse rate and score
+    histogram and the chosen/rejected lengths (`generated`), and, where candidates have a ground
+    truth, whether the self-judge tracks it (`reward_watch`)."""
+    pairs, choices, all_scores, self_scores, gt_scores = [], [], [], [], []
+    for row in rows:
+        cands = ranked(row)
+        scores = [c.score for c in cands]
+        choice = rule(scores, [c.length for c in cands], rng)
+        choices.append(choice)
+        for c in cands:
+            if not math.isnan(c.score):
+                all_scores.append(c.score)
+                if c.gt_score is not None:
+                    self_scores.append(c.score)
+                    gt_scores.append(c.gt_score)
+        for ci, ri in choice.pairs:
+            chosen, rejected = cands[ci], cands[ri]
+            pairs.append({"prompt_id": row.prompt_id, "instruction": row.instruction,
+                          "chosen": chosen.text, "rejected": rejected.text,
+                          "chosen_score": chosen.score, "rejected_score": rejected.score,
+                          "chosen_length": chosen.length, "rejected_length": rejected.length})
+    drops = summarize_drops(choices)
+    hist = Counter(str(int(round(s))) for s in all_scores)
+    stats: dict[str, Any] = {
+        "pairs": {"n": len(pairs), "tie_rate": drops.get("tie", 0) / max(1, len(rows)), "dropped": drops,
+                  "prompts": len(rows)},
+        "generated": {"parse_rate": _mean([r.parse_rate for r in rows]), "score_hist": dict(sorted(hist.items())),
+                      "chosen_len": _mean([p["chosen_length"] for p in pairs]),
+                      "rejected_len": _mean([p["rejected_length"] for p in pairs])},
+    }
+    if gt_scores:
+        # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
+        stats["reward_watch"] = {"self_mean": _mean(self_scores), "gt_mean": _mean(gt_scores),
+                                 "corr": pearson(self_scores, gt_scores), "n": len(gt_scores)}
+    return pairs, stats

@@ -1,0 +1,46 @@
+"""M0 -> M1: supervised fine-tuning on the seed data, IFT (+ EFT in the judge's format), loss on the
+response tokens only (conf/seed_sft/default.yaml)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from srlm_exp.chat import chat_example
+from srlm_exp.training.batching import collate_examples, length_grouped_batches
+from srlm_exp.training.sft import SFTModule
+from srlm_exp.training.stage import StageInputs
+
+log = logging.getLogger(__name__)
+
+
+class SeedSFTStage:
+    def __init__(self, lr: float = 1e-3, min_lr: float = 2e-4, warmup_steps: int = 10, epochs: int = 3,
+                 max_steps: int = -1, batch_size: int = 16, max_len: int = 768, weight_decay: float = 0.0):
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.epochs, self.max_steps, self.batch_size, self.max_len = epochs, max_steps, batch_size, max_len
+
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        return self._fit(model, inputs, with_eft=True)
+
+    def fit_ift_only(self, model, inputs: StageInputs) -> dict[str, Any]:
+        """The IFT-only model (no judge data) that judges EFT candidates the paper's way."""
+        return self._fit(model, inputs, with_eft=False)
+
+    def _fit(self, model, inputs: StageInputs, with_eft: bool) -> dict[str, Any]:
+        tok = inputs.tokenizer
+        ift = [{"instruction": r["instruction"], "response": r["response"]} for r in inputs.seed_data.ift()]
+        eft = inputs.judge.eft_rows(inputs.seed_data) if with_eft else []
+        examples = [chat_example(tok, r["instruction"], r["response"], self.max_len) for r in ift + eft]
+        log.info("M1: SFT on %d IFT + %d EFT examples", len(ift), len(eft))
+        # Batches of similar length, in a seeded random order fixed for the run (a plain ordered
+        # dataset, so DDP's sampler still splits it evenly across ranks).
+        batches = length_grouped_batches([len(e.input_ids) for e in examples], self.batch_size, inputs.seed)
+        examples = [examples[i] for b in batches for i in b]
+        loader = DataLoader(examples, batch_size=self.batch_size, shuffle=False,
+                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+        module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
+                           weight_decay=self.weight_decay)
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        return {"ift": len(ift), "eft": len(eft)}

@@ -1,0 +1,83 @@
+"""The embedded world as seed data (conf/data/world.yaml): deterministic from `seed`, graded by a program.
+
+Besides the seed-data interface it offers every optional capability: a ground-truth grader, a pool of
+fresh instructions, and a corpus to pretrain the tiny M0 on.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.data.seed_data import SeedData
+from srlm_exp.world.grader import Grade, grade, justification, response_with_score
+from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
+from srlm_exp.world.tasks import parse_instruction, sample_task
+
+FILES = ("corpus", "ift", "eft_raw", "eval", "judge_eval")
+
+
+class WorldSeedData(SeedData):
+    def __init__(self, name: str, seed: int, eft: bool, sizes: DictConfig | dict):
+        self.name = name
+        self.seed = int(seed)
+        self.use_eft = bool(eft)
+        s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes)
+        self.sizes = WorldSizes(**s)
+        self.files: dict[str, Path] = {}
+
+    def build(self, out_dir: str | Path) -> "WorldSeedData":
+        out_dir = Path(out_dir)
+        if all((out_dir / f"{n}.jsonl").exists() for n in FILES):  # resume: the data is deterministic
+            self.files = {n: out_dir / f"{n}.jsonl" for n in FILES}
+        else:
+            self.files = build_world(out_dir, self.seed, self.sizes)
+        return self
+
+    def seed_instructions(self) -> list[str]:
+        # The instruction-writing requests of the IFT data are not tasks to imitate.
+        return [r["instruction"] for r in self.ift() if r.get("family") != SELF_INSTRUCT_FAMILY]
+
+    def eft_graded(self) -> list[dict[str, Any]]:
+        """EFT rows: instruction, response, grader score and the short justification ending `Score: k`."""
+        if not self.use_eft:
+            return []
+        return [dict(r, judgment=justification(r["score"])) for r in read_jsonl(self.files["eft_raw"])]
+
+    def eft_preference_pairs(self) -> list[dict[str, Any]]:
+        """EFT for pairwise judges: each EFT instruction with a better and a worse response."""
+        if not self.use_eft:
+            return []
+        rng = random.Random(f"eft-pairs:{self.seed}")
+        rows = []
+        for r in read_jsonl(self.files["eft_raw"]):
+            task = parse_instruction(r["instruction"])
+            other = rng.choice([s for s in range(6) if s != r["score"]])
+            alt = response_with_score(task, other, rng)
+            chosen, rejected = (r["response"], alt) if r["score"] > other else (alt, r["response"])
+            rows.append({"instruction": r["instruction"], "chosen": chosen, "rejected": rejected})
+        return rows
+
+    # --- capabilities ------------------------------------------------------------------------------
+    def grade(self, instruction: str, response: str) -> Grade | None:
+        return grade(instruction, response)
+
+    def sample_instruction(self, rng: random.Random) -> str:
+        return sample_task(rng).instruction
+
+    def corpus_texts(self) -> list[str]:
+        return [r["text"] for r in read_jsonl(self.files["corpus"])]
+
+    def tokenizer_texts(self) -> list[str]:
+        """What the tiny model's tokenizer learns its vocabulary from: the world's text and the paper's
+        judge prompt (a real base model has read such text; every judge option shares this vocabulary)."""
+        texts = self.corpus_texts()
+        texts += [r["instruction"] + "\n" + r["response"] for r in self.ift()]
+        texts += [r["response"] for r in read_jsonl(self.files["eft_raw"])]
+        texts += [justification(k) for k in range(6)] * 20
+        texts += [PAPER_JUDGE_PROMPT] * 20
+        return texts
