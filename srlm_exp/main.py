@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +16,17 @@ from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 
 log = logging.getLogger(__name__)
+
+
+def quiet_third_party() -> None:
+    """Silence what the libraries print because of how the project uses them, and a user cannot act on:
+    Lightning's per-Trainer banners (accelerators, a litlogger tip, 'Seed set') — one Trainer per stage
+    repeats them every iteration — and warnings about Lightning's own internals or our short DPO stages."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.seed",
+                 "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval")
 
 
 def job_identity(cfg: DictConfig) -> tuple[Path, dict, list[str], str | None]:
@@ -31,6 +43,7 @@ def run(cfg: DictConfig) -> dict:
     """Run one job; always finish the W&B run (failed jobs with a failing exit code) and free memory."""
     from srlm_exp.loop import Loop
 
+    quiet_third_party()
     components = build_components(cfg)  # every config problem, before anything is built
     out_dir, choices, overrides, sweep = job_identity(cfg)
     # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).

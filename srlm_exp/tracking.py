@@ -23,6 +23,11 @@ class ContinuousWandbLogger(WandbLogger):
 
     step_offset = 0
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Lightning always passes `anonymous` (None here), which wandb now answers with a deprecation warning.
+        self._wandb_init.pop("anonymous", None)
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
@@ -47,6 +52,7 @@ class Tracker:
             mode=cfg.logger.mode,
             config=OmegaConf.to_container(cfg, resolve=True),
             reinit="create_new",
+            settings=wandb_settings(),
         )
         run = self.lightning_logger.experiment
         run.define_metric("iteration")
@@ -86,9 +92,20 @@ class Tracker:
         import wandb
 
         # A crashed job must not show as finished; the next multirun job starts a fresh run.
-        self.lightning_logger.experiment.finish(exit_code=1 if failed else 0)
+        run = self.lightning_logger.experiment
+        offline = run.settings.mode == "offline"
+        run.finish(exit_code=1 if failed else 0)
         wandb.finish()
+        if offline:
+            log.info("W&B run saved offline; upload it with `wandb sync %s`", Path(run.dir).parent)
         self.lightning_logger = None
+
+
+def wandb_settings():
+    """Quiet: the run's own log says where the run is (no per-metric sparkline summary at exit)."""
+    import wandb
+
+    return wandb.Settings(quiet=True)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -329,3 +329,53 @@ def test_every_yaml_starts_with_a_comment(path: Path):
         header.append(line.lstrip("#").strip())
     descriptive = [h for h in header if h and not h.startswith("@package")]
     assert descriptive and len(descriptive[0]) >= 10, f"{path}: the leading comment says nothing: {header}"
+
+
+def test_validate_reports_every_problem_at_once_each_with_its_key_and_fix():
+    cfg = compose(["loop.iterations=-1", "callbacks.self_reward.n_candidates=1", "train.loss_type=bogus",
+                   "train.reference=m2", "data=oasst", "judge=oracle"])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    problems = err.value.problems
+    assert [p.key for p in problems] == ["loop.iterations", "data", "train.reference", "train.loss_type", "data",
+                                         "callbacks.self_reward.n_candidates"]
+    assert all(p.fix for p in problems)
+    text = str(err.value)
+    assert text.startswith("6 problem(s)") and "PretrainingCorpus" in text and "GroundTruth" in text
+
+
+class GradedSource(SeedData):
+    """Seed data of a user's own that has a grader (and nothing else of the world)."""
+
+    def __init__(self, name: str = "mine"):
+        self.name, self.use_eft, self.files = name, False, {}
+
+    def build(self, out_dir):
+        return self
+
+    def eft_graded(self):
+        return []
+
+    def eft_preference_pairs(self):
+        return []
+
+    def grade(self, instruction, response):
+        return None
+
+
+def test_what_a_component_needs_is_asked_of_the_seed_data_by_capability_not_by_name():
+    cfg = compose(["model=hf", "model.name_or_path=/m", "judge=oracle", "prompts=self_instruct"])
+    cfg.data = OmegaConf.create({"_target_": f"{__name__}.GradedSource"})
+    validate(cfg)  # the oracle judge only needs a grader
+    cfg.prompts = compose(["prompts=world_pool"]).prompts
+    with pytest.raises(ConfigError, match="InstructionPool"):
+        validate(cfg)  # drawing prompts from the seed data's tasks needs a pool it does not have
+
+
+def test_world_code_reaches_the_framework_only_through_the_seed_data_interface():
+    # random_init is the command that builds foreign checkpoints with a tokenizer for the embedded world.
+    allowed = {"srlm_exp/models/random_init.py"}
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "srlm_exp").rglob("*.py")
+                 if "world" not in p.relative_to(REPO / "srlm_exp").parts[:1]
+                 and "srlm_exp.world" in p.read_text() and str(p.relative_to(REPO)) not in allowed]
+    assert offenders == []
