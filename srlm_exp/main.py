@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from srlm_exp import distributed
 from srlm_exp.config import build_components
 from srlm_exp.models.loading import release_cached_memory
+from srlm_exp.models.shared_prefix import use_shared_prefix
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> dict:
     from srlm_exp.loop import Loop
 
     quiet_third_party()
+    use_shared_prefix(cfg.shared_prefix)
     components = build_components(cfg)  # every config problem, before anything is built
     out_dir, choices, overrides, sweep = job_identity(cfg)
     # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).

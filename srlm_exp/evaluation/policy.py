@@ -7,12 +7,13 @@ from typing import Any
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.data.seed_data import Grade, GroundTruth, SeedData
-from srlm_exp.generation.sampler import Sampling, generate
+from srlm_exp.generation.sampler import Sampling, sample
 
 
 def policy_responses(model, tokenizer, instructions: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
     prompts = [prompt_ids(tokenizer, i) for i in instructions]
-    return generate(model, tokenizer, prompts, Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size, desc="eval")
+    return [t for (t,) in sample(model, tokenizer, prompts, Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size,
+                                 desc="eval")]
 
 
 def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str]) -> tuple[dict[str, Any], list[dict]]:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.config import check, require
-from srlm_exp.generation.sampler import Sampling, generate
+from srlm_exp.generation.sampler import Sampling, sample
 
 
 class CandidateSampler:
@@ -19,9 +19,6 @@ class CandidateSampler:
         self.batch_size = batch_size
 
     def sample(self, model, tokenizer, prompts: Sequence[str]) -> list[list[str]]:
-        """N sampled responses (new text only) to each prompt."""
-        n = self.n_candidates
-        ids = [prompt_ids(tokenizer, p) for p in prompts]
-        flat = generate(model, tokenizer, [i for i in ids for _ in range(n)], self.sampling,
-                        batch_size=self.batch_size, desc="candidates")
-        return [flat[k * n : (k + 1) * n] for k in range(len(prompts))]
+        """N sampled responses (new text only) to each prompt (each prompt read once for its N samples)."""
+        return sample(model, tokenizer, [prompt_ids(tokenizer, p) for p in prompts], self.sampling, n=self.n_candidates,
+                      batch_size=self.batch_size, desc="candidates")

@@ -16,7 +16,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import prompt_ids, raw_prompt_ids
 from srlm_exp.data.seed_data import InstructionPool, SeedData
 from srlm_exp.generation.rouge import NoveltyFilter
-from srlm_exp.generation.sampler import Sampling, generate
+from srlm_exp.generation.sampler import Sampling, sample
 
 log = logging.getLogger(__name__)
 _TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
@@ -102,8 +102,8 @@ class SelfInstructPrompts:
             n = min(self.requests_per_batch, self.max_requests - requests)
             texts = [self.request(seed, list(earlier) + new, rng) for _ in range(n)]
             encode = prompt_ids if self.chat else raw_prompt_ids
-            outs = generate(model, tokenizer, [encode(tokenizer, t) for t in texts], self.sampling,
-                            batch_size=self.batch_size, desc="prompts")
+            outs = [o for (o,) in sample(model, tokenizer, [encode(tokenizer, t) for t in texts], self.sampling,
+                                         batch_size=self.batch_size, desc="prompts")]
             requests += n
             for out in outs:
                 for task in parse_tasks(out, opened=not self.chat):

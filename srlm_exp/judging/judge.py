@@ -10,7 +10,7 @@ import re
 from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.generation.sampler import Sampling, generate
+from srlm_exp.generation.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
 from srlm_exp.judging.records import Judgment
 
@@ -80,16 +80,14 @@ class Judge:
     # --- judging ---------------------------------------------------------------------------
     def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
               batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
-        """Judge every candidate of every instruction K times in batched generation."""
+        """Judge every candidate of every instruction K times in batched generation (each judge prompt is
+        read once for its K judgments, the rubric once for all)."""
         jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
-        prompts = []
-        for p, c in jobs:
-            ids = prompt_ids(tokenizer, self.render(instructions[p], candidates[p][c]))
-            prompts.extend([ids] * self.num_judgments)
-        texts = generate(model, tokenizer, prompts, self.sampling, batch_size=batch_size, desc=desc)
+        prompts = [prompt_ids(tokenizer, self.render(instructions[p], candidates[p][c])) for p, c in jobs]
+        texts = sample(model, tokenizer, prompts, self.sampling, n=self.num_judgments, batch_size=batch_size, desc=desc)
         out = [[Judgment() for _ in cands] for cands in candidates]
-        for j, (p, c) in enumerate(jobs):
-            for t in texts[j * self.num_judgments : (j + 1) * self.num_judgments]:
+        for (p, c), judgments in zip(jobs, texts):
+            for t in judgments:
                 out[p][c].add(t, self.parse(t))
         return out
 

@@ -11,7 +11,7 @@ import re
 from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.generation.sampler import generate
+from srlm_exp.generation.sampler import sample
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.parsing import parse_preference
 from srlm_exp.judging.records import Judgment
@@ -76,7 +76,7 @@ class PairwiseJudge(Judge):
         for instruction, x, y in triples:
             prompts.append(prompt_ids(tokenizer, self.render_pair(instruction, x, y)))
             prompts.append(prompt_ids(tokenizer, self.render_pair(instruction, y, x)))
-        texts = generate(model, tokenizer, prompts, self.sampling, batch_size=batch_size, desc=desc)
+        texts = [t for (t,) in sample(model, tokenizer, prompts, self.sampling, batch_size=batch_size, desc=desc)]
         return [(texts[2 * k], texts[2 * k + 1]) for k in range(len(triples))]
 
     def compare(self, model, tokenizer, triples: Sequence[tuple[str, str, str]], batch_size: int = 32,

@@ -17,8 +17,10 @@ from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
 from srlm_exp.config import check, require
 from srlm_exp.distributed import split_map
 from srlm_exp.models.lora import reference_context
+from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss, sequence_logps
+from srlm_exp.training.shared_batches import collate_pairs_with_prompts, logits_and_labels
 from srlm_exp.training.stage import StageInputs
 
 log = logging.getLogger(__name__)
@@ -36,27 +38,34 @@ def _stack(examples, pad_id):
     return ids, labels, mask
 
 
-def pair_batches(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen and rejected sequences stacked in one batch (one forward pass for both)."""
-    ex = [i["chosen"] for i in items] + [i["rejected"] for i in items]
-    ids, labels, mask = _stack(ex, pad_id)
-    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -> dict[str, torch.Tensor]:
+    """Chosen and rejected sequences in one batch (one forward pass for both); with `shared_prompts`
+    each pair's prompt is a prefix forwarded once for both (training/shared_batches.py)."""
+    if shared_prompts:
+        batch = collate_pairs_with_prompts([(i["chosen"], i["rejected"]) for i in items], pad_id)
+    else:
+        ids, labels, mask = _stack([i["chosen"] for i in items] + [i["rejected"] for i in items], pad_id)
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
     if "ref_chosen" in items[0]:  # absent while the reference log-probs are being computed
         batch["ref_logps"] = torch.tensor([i["ref_chosen"] for i in items] + [i["ref_rejected"] for i in items])
     return batch
 
 
 def policy_logps(model, batch, loss_type: str) -> torch.Tensor:
-    """Sequence log-probs of the response tokens; per-token averages for the losses defined on them."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = sequence_logps(logits, batch["labels"])
+    """Sequence log-probs of the response tokens, all chosen then all rejected; per-token averages for
+    the losses defined on them."""
+    logits, labels = logits_and_labels(model, batch)
+    logps = sequence_logps(logits, labels)
     if length_averaged(loss_type):
-        logps = logps / (batch["labels"][:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+        logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+    if "prefix_ids" in batch:  # rows come as chosen_0, rejected_0, chosen_1, ...
+        logps = torch.cat([logps[0::2], logps[1::2]])
     return logps
 
 
 @torch.no_grad()
-def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, loss_type: str) -> None:
+def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, loss_type: str,
+                            shared_prompts: bool = False) -> None:
     """Fill item['ref_chosen'] / item['ref_rejected'] with the reference model's log-probs."""
     was_training = model.training
     model.eval()
@@ -64,7 +73,7 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
     with reference_context(model):
         for s in range(0, len(items), batch_size):
             chunk = items[s : s + batch_size]
-            batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id).items()}
+            batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id, shared_prompts).items()}
             lp = policy_logps(model, batch, loss_type).float().cpu()
             for k, i in enumerate(chunk):
                 i["ref_chosen"], i["ref_rejected"] = lp[k].item(), lp[len(chunk) + k].item()
@@ -119,9 +128,10 @@ class DPOStage:
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len),
                   "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len)} for r in rows]
         ref_model = model if self.reference == "previous" else inputs.load_model(1)
+        shared = available(model, "DPO", training=True)  # each pair's prompt forwarded once for chosen and rejected
 
         def reference(part: list[dict]) -> list[tuple[float, float]]:
-            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, self.loss_type)
+            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, self.loss_type, shared)
             return [(i["ref_chosen"], i["ref_rejected"]) for i in part]
 
         # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
@@ -131,7 +141,7 @@ class DPOStage:
             inputs.release(ref_model)  # one model in memory while fitting
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(t),
-                            collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id))
+                            collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id, shared))
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
                            warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)

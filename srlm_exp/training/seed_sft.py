@@ -8,7 +8,9 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
-from srlm_exp.training.batching import collate_examples, length_grouped_batches
+from srlm_exp.models.shared_prefix import available
+from srlm_exp.training.batching import length_grouped_batches
+from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
 from srlm_exp.training.sft import SFTModule
 from srlm_exp.training.stage import StageInputs
 
@@ -33,13 +35,16 @@ class SeedSFTStage:
         ift = [{"instruction": r["instruction"], "response": r["response"]} for r in inputs.seed_data.ift()]
         eft = inputs.judge.eft_rows(inputs.seed_data) if with_eft else []
         examples = [chat_example(tok, r["instruction"], r["response"], self.max_len) for r in ift + eft]
-        log.info("M1: SFT on %d IFT + %d EFT examples", len(ift), len(eft))
+        # The judge rows share the rubric: forwarded once per batch (the plain path where that cannot apply).
+        prefix = shared_prefix(examples[len(ift):]) if eft and available(model, "SFT", training=True) else []
+        log.info("M1: SFT on %d IFT + %d EFT examples%s", len(ift), len(eft),
+                 f" (a {len(prefix)}-token prefix shared by the EFT rows)" if prefix else "")
         # Batches of similar length, in a seeded random order fixed for the run (a plain ordered
         # dataset, so DDP's sampler still splits it evenly across ranks).
         batches = length_grouped_batches([len(e.input_ids) for e in examples], self.batch_size, inputs.seed)
         examples = [examples[i] for b in batches for i in b]
         loader = DataLoader(examples, batch_size=self.batch_size, shuffle=False,
-                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+                            collate_fn=lambda b: collate_with_prefix(b, tok.pad_token_id, prefix))
         module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
                            weight_decay=self.weight_decay)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)

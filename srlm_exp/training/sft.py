@@ -16,6 +16,7 @@ from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.shared_batches import causal_lm_loss, logits_and_labels
 from srlm_exp.training.stage import StageInputs
 
 
@@ -33,12 +34,16 @@ class SFTModule(PolicyModule):
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        if "prefix_ids" in batch:  # a shared prefix, forwarded once (training/shared_batches.py)
+            loss = causal_lm_loss(*logits_and_labels(self.model, batch))
+        else:
+            loss = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              labels=batch["labels"]).loss
         n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         p = self.hparams.log_prefix
-        self.log(f"{p}/loss", out.loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        self.log(f"{p}/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log(f"{p}/response_tokens", n_tokens.float(), reduce_fx="sum", batch_size=batch["input_ids"].shape[0])
-        return out.loss
+        return loss
 
 
 class TopCandidateSFTStage:

@@ -1,0 +1,116 @@
+"""Training batches that forward a shared prefix once (models/shared_prefix.py), with the same loss and
+gradients as forwarding every full sequence.
+
+SFT: rows that start with the run's shared prefix (the judge rubric of the EFT rows) carry only what
+follows it; the prefix is forwarded once per batch, with gradients, and those rows attend to it
+(ordinary rows of the same batch do not). DPO: a pair's chosen and rejected rows carry only their
+responses; the pair's prompt is forwarded once and both attend to it.
+
+A prefix never reaches a labelled token: it stops at least one token before every response, so the
+logits of the prefix are never needed and every label is predicted inside the rows' own tokens.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from srlm_exp.chat import IGNORE_INDEX, ChatExample, pad_batch
+
+
+def prompt_length(example: ChatExample) -> int:
+    """Tokens before the first labelled one (the prompt)."""
+    for i, label in enumerate(example.labels):
+        if label != IGNORE_INDEX:
+            return i
+    return len(example.labels)
+
+
+def shared_prefix(examples: Sequence[ChatExample], min_tokens: int = 16) -> list[int]:
+    """The longest token prefix all `examples` share, ending before any of them reaches its last prompt
+    token; [] when shorter than `min_tokens` (not worth a separate forward)."""
+    if not examples:
+        return []
+    first = examples[0].input_ids
+    n = min(prompt_length(e) for e in examples) - 1
+    for e in examples[1:]:
+        k = 0
+        while k < n and e.input_ids[k] == first[k]:
+            k += 1
+        n = k
+    return list(first[:n]) if n >= min_tokens else []
+
+
+def collate_with_prefix(examples: Sequence[ChatExample], pad_id: int, prefix: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Right-padded rows; rows that start with `prefix` keep only what follows it (`uses_prefix`)."""
+    P = len(prefix)
+    uses = [bool(P) and list(e.input_ids[:P]) == list(prefix) and prompt_length(e) > P for e in examples]
+    ids = [e.input_ids[P:] if u else e.input_ids for e, u in zip(examples, uses)]
+    labels = [e.labels[P:] if u else e.labels for e, u in zip(examples, uses)]
+    batch = {"input_ids": pad_batch(ids, pad_id), "labels": pad_batch(labels, IGNORE_INDEX),
+             "attention_mask": pad_batch([[1] * len(x) for x in ids], 0)}
+    if any(uses):
+        batch["prefix_ids"] = torch.tensor([list(prefix)], dtype=torch.long)
+        batch["uses_prefix"] = torch.tensor(uses)
+    return batch
+
+
+def collate_pairs_with_prompts(pairs: Sequence[tuple[ChatExample, ChatExample]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows chosen_0, rejected_0, chosen_1, ... carrying the responses (and the prompt's last token); the
+    prompts, less that token, as left-padded prefixes, one per pair."""
+    prefixes, rows, labels = [], [], []
+    for chosen, rejected in pairs:
+        n = prompt_length(chosen) - 1
+        if prompt_length(rejected) - 1 != n or chosen.input_ids[:n] != rejected.input_ids[:n]:
+            raise ValueError("a pair's chosen and rejected must share their prompt")
+        prefixes.append(chosen.input_ids[:n])
+        for e in (chosen, rejected):
+            rows.append(e.input_ids[n:])
+            labels.append(e.labels[n:])
+    return {"prefix_ids": pad_batch(prefixes, pad_id, left=True),
+            "prefix_mask": pad_batch([[1] * len(p) for p in prefixes], 0, left=True),
+            "input_ids": pad_batch(rows, pad_id), "labels": pad_batch(labels, IGNORE_INDEX),
+            "attention_mask": pad_batch([[1] * len(r) for r in rows], 0)}
+
+
+def without_prefix(batch: dict[str, torch.Tensor], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """The same rows as full sequences (the prefix put back in front of the rows that continue it)."""
+    prefixes, mask = batch["prefix_ids"], batch.get("prefix_mask")
+    G, R = prefixes.shape[0], batch["input_ids"].shape[0]
+    uses = batch.get("uses_prefix", torch.ones(R, dtype=torch.bool))
+    ids, labels = [], []
+    for r in range(R):
+        n = int(batch["attention_mask"][r].sum())
+        own, own_labels = batch["input_ids"][r, :n].tolist(), batch["labels"][r, :n].tolist()
+        if uses[r]:
+            g = r // (R // G)
+            prefix = prefixes[g][mask[g].bool()].tolist() if mask is not None else prefixes[g].tolist()
+            own, own_labels = prefix + own, [IGNORE_INDEX] * len(prefix) + own_labels
+        ids.append(own)
+        labels.append(own_labels)
+    return {"input_ids": pad_batch(ids, pad_id).to(prefixes.device), "labels": pad_batch(labels, IGNORE_INDEX).to(prefixes.device),
+            "attention_mask": pad_batch([[1] * len(x) for x in ids], 0).to(prefixes.device)}
+
+
+def logits_and_labels(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows' logits and the labels they align with, whether the batch carries a shared prefix or not."""
+    from srlm_exp.models.shared_prefix import forward
+    from srlm_exp.training.sharding import is_sharded
+
+    if "prefix_ids" in batch and is_sharded(model):
+        # FSDP reshards the parameters between the prefix's forward pass and the rows': forward full rows.
+        batch = without_prefix(batch)
+    if "prefix_ids" not in batch:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+
+    _, prefix = forward(model, batch["prefix_ids"], batch.get("prefix_mask"), record=True)
+    row_masks = [batch["uses_prefix"]] if "uses_prefix" in batch else None
+    logits, _ = forward(model, batch["input_ids"], batch["attention_mask"], prefixes=[prefix], row_masks=row_masks)
+    return logits, batch["labels"]
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss)."""
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX)
