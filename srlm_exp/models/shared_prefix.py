@@ -127,6 +127,28 @@ class _Step:
     cache: RowCache | None
     record: PrefixKV | None          # keeps the current tokens' keys and values (forwarding a prefix)
     _own_bias: Tensor | None = None
+    _attend: Tensor | None = None
+
+    def attend_mask(self, L: int, T: int, device) -> Tensor:
+        """[R, 1, L, P_1 + ... + T] bool: what each query may attend — its groups' real prefix tokens and its
+        own real, earlier (or same) tokens — for attention over the keys laid end to end."""
+        if self._attend is None:
+            R = self.own_valid.shape[0]
+            parts = []
+            for level in self.levels:
+                G, m = level.kv.groups, level.rows_per_group
+                P = next(iter(level.kv.keys.values())).shape[2]
+                keep = torch.ones(G, m, P, dtype=torch.bool, device=device)
+                if level.kv.mask is not None:
+                    keep &= level.kv.mask[:, None, :]
+                if level.row_mask is not None:
+                    keep &= level.row_mask.view(G, m, 1)
+                parts.append(keep.reshape(R, 1, P).expand(R, L, P))
+            q_pos = torch.arange(self.start, self.start + L, device=device)
+            k_pos = torch.arange(T, device=device)
+            own = (self.own_valid[:, None, :T] & (k_pos[None, :] <= q_pos[:, None])) | (k_pos[None, :] == q_pos[:, None])
+            self._attend = torch.cat(parts + [own], dim=-1)[:, None]
+        return self._attend
 
     def own_bias(self, L: int, T: int, device) -> Tensor:
         """[R, 1, 1, L, T]: 0 where a query may attend an own key (a real, earlier or same token), else -inf."""
@@ -155,6 +177,8 @@ def _attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask
     if step.cache is not None:
         key, value = step.cache.write(layer, key, value, step.start)
     T = key.shape[2]
+    if L > 1 or torch.is_grad_enabled():
+        return _fused(module, query, key, value, step, dropout, scale)
     q = (query * scale).reshape(R, Hkv, g * L, D)
     if g * L == 1:  # one query per kv head (decoding): a product and a sum beat R*Hkv tiny matrix products
         scores_own = (q * key).sum(-1, keepdim=True).transpose(-1, -2)
@@ -197,6 +221,23 @@ def _attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask
         out = out + torch.matmul(p, level.kv.values[layer]).view(G, Hkv, mr, g * L, D).transpose(1, 2).reshape(R, Hkv, g * L, D)
     # -> the [R, L, H, D] layout attention modules expect back
     return out.view(R, H, L, D).transpose(1, 2), None
+
+
+def _fused(module, query: Tensor, key: Tensor, value: Tensor, step: _Step, dropout: float, scale: float):
+    """Many queries per row (a prefill, or training): Torch's fused attention over each row's prefixes and
+    own keys laid end to end. The prefixes' keys are copied per row here, once per forward pass rather than
+    per decoding step; their gradients flow back to the one forward pass that computed them."""
+    R, H, L, D = query.shape
+    layer, Hkv = module.layer_idx, key.shape[1]
+    keys = [level.kv.keys[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels] + [key]
+    values = [level.kv.values[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels] + [value]
+    keys, values = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+    if H != Hkv:
+        keys, values = keys.repeat_interleave(H // Hkv, dim=1), values.repeat_interleave(H // Hkv, dim=1)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=step.attend_mask(L, key.shape[2], query.device),
+        dropout_p=dropout if module.training else 0.0, scale=scale)
+    return out.transpose(1, 2), None
 
 
 def _no_mask(*args, **kwargs):
@@ -254,14 +295,16 @@ def positions_after(prefixes: Sequence[PrefixKV], rows: int) -> Tensor:
 
 def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: Sequence[PrefixKV] = (),
             row_masks: Sequence[Tensor | None] | None = None, cache: RowCache | None = None,
-            positions: Tensor | None = None, record: bool = False) -> tuple[Tensor, PrefixKV | None]:
+            positions: Tensor | None = None, record: bool = False, logits_to_keep: int | Tensor = 0
+            ) -> tuple[Tensor, PrefixKV | None]:
     """Logits of R rows of new tokens ([R, S], `mask` True on real tokens, padding on either side) that
     continue `prefixes` (each of G groups; R is a multiple of G, rows group-major). `row_masks[i]` [R]
     keeps rows that do not continue prefix i out of it (an ordinary row in a batch of rubric rows). With
     a RowCache the rows also attend to, and extend, what earlier calls cached. With `record` the new
     tokens' keys and values are returned as a PrefixKV (differentiable when grad is enabled), for rows
     that continue them in a later call.
-    Positions default to: the prefixes' real lengths, then counting the row's real tokens."""
+    Positions default to: the prefixes' real lengths, then counting the row's real tokens. `logits_to_keep`
+    is passed to the model (a boolean [R, S] mask projects only those positions, flattened)."""
     R, S = input_ids.shape
     mask = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
     start = 0
@@ -280,7 +323,7 @@ def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: S
     levels = [_Level(p, R // p.groups, None if row_masks is None else row_masks[i]) for i, p in enumerate(prefixes)]
     kept = PrefixKV(mask=mask, lengths=mask.sum(-1)) if record else None
     with _using(model, _Step(levels, own_valid, start, cache, kept)):
-        logits = model(input_ids=input_ids, position_ids=positions, use_cache=False).logits
+        logits = model(input_ids=input_ids, position_ids=positions, use_cache=False, logits_to_keep=logits_to_keep).logits
     if cache is not None:
         cache.length = start + S
     if kept is not None and bool(mask.all()):

@@ -19,8 +19,8 @@ from srlm_exp.distributed import split_map
 from srlm_exp.models.lora import reference_context
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule
-from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss, sequence_logps
-from srlm_exp.training.shared_batches import collate_pairs_with_prompts, logits_and_labels
+from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss, token_logps
+from srlm_exp.training.shared_batches import collate_pairs_with_prompts, label_logits
 from srlm_exp.training.stage import StageInputs
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,12 @@ def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -
 def policy_logps(model, batch, loss_type: str) -> torch.Tensor:
     """Sequence log-probs of the response tokens, all chosen then all rejected; per-token averages for
     the losses defined on them."""
-    logits, labels = logits_and_labels(model, batch)
-    logps = sequence_logps(logits, labels)
+    logits, targets, rows = label_logits(model, batch)
+    n = batch["input_ids"].shape[0]
+    per_token = token_logps(logits, targets)
+    logps = per_token.new_zeros(n).index_add(0, rows, per_token)  # the sum over each row's response tokens
     if length_averaged(loss_type):
-        logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+        logps = logps / torch.bincount(rows, minlength=n).clamp(min=1)
     if "prefix_ids" in batch:  # rows come as chosen_0, rejected_0, chosen_1, ...
         logps = torch.cat([logps[0::2], logps[1::2]])
     return logps

@@ -34,6 +34,12 @@ def sequence_logps(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> 
     return (token_logps * mask).sum(-1)
 
 
+def token_logps(logits: Tensor, targets: Tensor) -> Tensor:
+    """Log-prob of each target token under its logits ([N, vocab], [N]), in at least fp32."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
 def preference_loss(
     policy_chosen: Tensor,
     policy_rejected: Tensor,

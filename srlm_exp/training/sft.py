@@ -16,7 +16,7 @@ from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
-from srlm_exp.training.shared_batches import causal_lm_loss, logits_and_labels
+from srlm_exp.training.shared_batches import causal_lm_loss, label_logits
 from srlm_exp.training.stage import StageInputs
 
 
@@ -34,11 +34,8 @@ class SFTModule(PolicyModule):
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
-        if "prefix_ids" in batch:  # a shared prefix, forwarded once (training/shared_batches.py)
-            loss = causal_lm_loss(*logits_and_labels(self.model, batch))
-        else:
-            loss = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              labels=batch["labels"]).loss
+        # Logits only where a label is predicted; a shared prefix forwarded once (training/shared_batches.py).
+        loss = causal_lm_loss(*label_logits(self.model, batch)[:2])
         n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         p = self.hparams.log_prefix
         self.log(f"{p}/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])

@@ -93,24 +93,42 @@ def without_prefix(batch: dict[str, torch.Tensor], pad_id: int = 0) -> dict[str,
             "attention_mask": pad_batch([[1] * len(x) for x in ids], 0).to(prefixes.device)}
 
 
-def logits_and_labels(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rows' logits and the labels they align with, whether the batch carries a shared prefix or not."""
+def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits that predict a label, and only those (the vocabulary projection of every other position
+    is wasted work): (logits [N, vocab], targets [N], the row of each [N]). Whether the batch carries a
+    shared prefix or not, and full rows where the model is sharded (FSDP reshards the parameters between
+    the prefix's forward pass and the rows')."""
     from srlm_exp.models.shared_prefix import forward
     from srlm_exp.training.sharding import is_sharded
 
     if "prefix_ids" in batch and is_sharded(model):
-        # FSDP reshards the parameters between the prefix's forward pass and the rows': forward full rows.
         batch = without_prefix(batch)
+    labels = batch["labels"]
+    predicts = torch.zeros_like(labels, dtype=torch.bool)
+    predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t+1
+    keep = predicts if _keeps_logits(model) else 0
     if "prefix_ids" not in batch:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    else:
+        _, prefix = forward(model, batch["prefix_ids"], batch.get("prefix_mask"), record=True)
+        row_masks = [batch["uses_prefix"]] if "uses_prefix" in batch else None
+        logits, _ = forward(model, batch["input_ids"], batch["attention_mask"], prefixes=[prefix], row_masks=row_masks,
+                            logits_to_keep=keep)
+    if not isinstance(keep, torch.Tensor):
+        logits = logits[predicts]
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[predicts]
+    return logits, labels[:, 1:][predicts[:, :-1]], rows
 
-    _, prefix = forward(model, batch["prefix_ids"], batch.get("prefix_mask"), record=True)
-    row_masks = [batch["uses_prefix"]] if "uses_prefix" in batch else None
-    logits, _ = forward(model, batch["input_ids"], batch["attention_mask"], prefixes=[prefix], row_masks=row_masks)
-    return logits, batch["labels"]
+
+def _keeps_logits(model) -> bool:
+    """Whether the model can project only the positions given as a boolean mask (`logits_to_keep`)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss)."""
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                           ignore_index=IGNORE_INDEX)
+def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss), from
+    label_logits' logits and targets."""
+    return F.cross_entropy(logits.float(), targets)
