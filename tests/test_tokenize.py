@@ -11,18 +11,19 @@ import torch
 from srlm_exp.chat import IGNORE_INDEX, TemplatePrefixError, chat_example, prompt_ids
 from srlm_exp.models.tokenizer import ASSISTANT, CHAT_TEMPLATE, USER, train_tokenizer
 from srlm_exp.training.batching import collate_examples, length_grouped_batches
-from srlm_exp.world.grader import canonical_response, justification, response_with_score
+from srlm_exp.world.grader import JUDGMENT_PHRASES, canonical_response, judgment, response_with_score
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 from srlm_exp.world.tasks import sample_task
 
 
-def _world_texts(n: int, seed: int) -> list[tuple[str, str]]:
+def _world_texts(n: int, seed: int) -> list[tuple[str, str, str]]:
+    """(instruction, response, the judge's judgment of it)."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         task = sample_task(rng)
         response = canonical_response(task) if rng.random() < 0.5 else response_with_score(task, rng.randrange(6), rng)
-        out.append((task.instruction, response))
+        out.append((task.instruction, response, judgment(task, response)))
     return out
 
 
@@ -32,8 +33,8 @@ HELD_OUT = _world_texts(40, seed=1)
 
 @pytest.fixture(scope="module")
 def tok():
-    texts = [i + "\n" + r for i, r in TRAIN_PAIRS]
-    texts += [justification(k) for k in range(6)] * 5 + [PAPER_JUDGE_PROMPT] * 5
+    texts = [i + "\n" + r + "\n" + j for i, r, j in TRAIN_PAIRS]
+    texts += list(JUDGMENT_PHRASES.values()) * 5 + [PAPER_JUDGE_PROMPT] * 5
     texts += ["Come up with a series of tasks and questions.\n<task>Add 2 and 3.</task>"] * 5
     return train_tokenizer(texts, vocab_size=640)
 
@@ -48,8 +49,8 @@ def _judge_instruction(instruction: str, response: str) -> str:
 
 def _samples() -> list[tuple[str, str]]:
     """Held-out (instruction, response) pairs: plain tasks, judge prompts with judgments, odd spacing."""
-    out = list(HELD_OUT[:20])
-    out += [(_judge_instruction(i, r), justification(k) + f" Score: {k}") for k, (i, r) in enumerate(HELD_OUT[20:26])]
+    out = [(i, r) for i, r, _ in HELD_OUT[:20]]
+    out += [(_judge_instruction(i, r), j) for i, r, j in HELD_OUT[20:26]]
     out += [("Reverse the word c a t.", "t a c"), ("Add 7 and 35.", "The answer is 42.\nDone."),
             ("Sort 9 1 4.", "  The answer is 1 4 9.  ")]
     return out
@@ -58,8 +59,8 @@ def _samples() -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------ the tokenizer
 
 @pytest.mark.parametrize("text", [
-    *[i + "\n" + r for i, r in HELD_OUT[:10]],
-    _judge_instruction(*HELD_OUT[0]),
+    *[i + "\n" + r for i, r, _ in HELD_OUT[:10]],
+    _judge_instruction(*HELD_OUT[0][:2]),
     "Come up with a series of tasks and questions.\n<task>Add 2 and 3.</task>\n<task>",
     "The answer is 1 0 0 7.",
     "  two  leading spaces, and trailing ones  ",
@@ -188,7 +189,7 @@ def test_newline_after_the_role_marker_keeps_the_prefix_with_this_tokenizer(tok,
 # ------------------------------------------------------------------------------ batches
 
 def test_collate_masks_padding_in_labels_and_attention(tok):
-    examples = [chat_example(tok, i, r, 512) for i, r in HELD_OUT[:6]]
+    examples = [chat_example(tok, i, r, 512) for i, r, _ in HELD_OUT[:6]]
     lengths = [len(e.input_ids) for e in examples]
     assert len(set(lengths)) > 1, "need examples of different lengths"
     batch = collate_examples(examples, tok.pad_token_id)
@@ -208,12 +209,15 @@ def test_collate_masks_padding_in_labels_and_attention(tok):
     assert int((batch["labels"] != IGNORE_INDEX).sum()) == sum(e.n_response_tokens for e in examples)
 
 
-def test_length_grouped_batches_group_similar_lengths_and_cover_everything():
+def test_length_grouped_batches_keep_buckets_apart_mix_within_and_cover_everything():
     lengths = [5, 400, 7, 420, 6, 410, 8, 430, 9, 440, 11]
-    batches = length_grouped_batches(lengths, batch_size=2, seed=0, mega=2)
+    batches = length_grouped_batches(lengths, batch_size=2, seed=0, bucket=128)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    assert all(len(b) == 2 for b in batches[:-1]) and len(batches[-1]) == 1  # the short one last
-    lengths, batches = lengths[:8], length_grouped_batches(lengths[:8], batch_size=2, seed=0, mega=8)
-    for b in batches:  # no batch mixes a short IFT-like example with a long judge prompt
-        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) < 100
-    assert batches == length_grouped_batches(lengths, batch_size=2, seed=0, mega=8)  # deterministic
+    assert [len(b) for b in batches[:-2]] == [2] * (len(batches) - 2) and sorted(map(len, batches[-2:])) == [1, 2]
+    for b in batches[:-1]:  # no batch mixes a short instruction row with a long judge prompt
+        assert max(lengths[i] for i in b) // 128 == min(lengths[i] for i in b) // 128
+    assert batches == length_grouped_batches(lengths, batch_size=2, seed=0, bucket=128)  # deterministic
+    # Within a bucket the order is random, not sorted by length (batches would otherwise be one family).
+    many = list(range(20, 120)) * 3
+    order = [i for b in length_grouped_batches(many, batch_size=10, seed=1) for i in b]
+    assert [many[i] for i in order] != sorted(many[i] for i in order)

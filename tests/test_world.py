@@ -9,20 +9,17 @@ from collections import Counter
 import datasets
 import pytest
 
-from srlm_exp.world.grader import (
-    Grade, canonical_response, extract_answer, grade, grade_task, justification,
-    response_with_score, similarity,
-)
-from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, SELF_INSTRUCT_SHARE, WorldSizes, build_world
+from srlm_exp.world.grader import Grade, canonical_response, extract_answer, grade, grade_task, judgment, response_with_score
+from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
 from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
 
 
 # ------------------------------------------------------------------------------ tasks
 
-def test_at_least_seven_families_with_several_templates():
-    assert len(FAMILIES) >= 7
+def test_ten_families_with_several_templates():
+    assert len(FAMILIES) == 10
     for fam in FAMILIES.values():
-        assert 3 <= len(fam.templates) <= 4
+        assert len(fam.templates) == 3
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -38,18 +35,16 @@ def test_sampled_tasks_parse_back(name):
 
 
 @pytest.mark.parametrize("instruction,family,answer", [
+    ("How many letters are in c a t?", "length", "3"),
+    ("What is the first letter of d o g?", "first_letter", "d"),
+    ("Which letter does d o g end with?", "last_letter", "g"),
+    ("What is the capital form of q?", "capital", "Q"),
+    ("What number comes after 41?", "next_number", "42"),
     ("Reverse the word c a t.", "reverse", "t a c"),
-    ("Write d o g backwards.", "reverse", "g o d"),
-    ("Sort 9 2 5 in ascending order.", "sort", "2 5 9"),
-    ("Put 40 7 13 7 in increasing order.", "sort", "7 7 13 40"),
-    ("What is 23 plus 45?", "add", "68"),
-    ("Find 99 + 99.", "add", "198"),
-    ("How many times does the letter a appear in b a n a n a?", "count", "3"),
-    ("In x y z w, how many times does the letter q appear?", "count", "0"),
-    ("Change c a t to capital letters.", "upper", "C A T"),
-    ("What is the third word in cat dog moon tree?", "kth_word", "moon"),
-    ("Pick the first word from fish box sun pen six.", "kth_word", "fish"),
-    ("What is the largest of 3 81 17?", "max", "81"),
+    ("Which is larger, 17 or 71?", "larger", "71"),
+    ("Write c a t in upper case.", "upper", "C A T"),
+    ("What is the third word in cat dog moon?", "kth_word", "moon"),
+    ("Find the smallest number among 40 7 13.", "smallest", "7"),
     # tolerant of case, spacing and a missing final mark
     ("  reverse   the word c a t ", "reverse", "t a c"),
 ])
@@ -60,9 +55,9 @@ def test_hand_examples(instruction, family, answer):
 
 @pytest.mark.parametrize("text", [
     "Tell me a joke.", "", "Reverse the word cat.", "Reverse the word C A T.",
-    "What is the fifth word in cat dog moon tree?",       # k beyond the list
-    "What is the first word in cat zebra moon tree?",     # word outside the vocabulary
-    "What is 07 plus 5?", "What is the largest of 5?", "Sort the numbers please.",
+    "What is the fifth word in cat dog moon?",            # k beyond the list
+    "What is the first word in cat zebra moon?",          # word outside the vocabulary
+    "What number comes after 07?", "Which is larger, 5 or 5?", "What is the smallest of 5?",
 ])
 def test_ungradable_instructions(text):
     assert parse_instruction(text) is None
@@ -71,7 +66,7 @@ def test_ungradable_instructions(text):
 
 def test_sample_task_restricts_families():
     rng = random.Random(0)
-    assert {sample_task(rng, ["add", "max"]).family for _ in range(50)} == {"add", "max"}
+    assert {sample_task(rng, ["length", "larger"]).family for _ in range(50)} == {"length", "larger"}
     assert {sample_task(rng).family for _ in range(300)} == set(FAMILIES)
 
 
@@ -86,14 +81,7 @@ def test_extract_answer():
     assert extract_answer("The answer is .") is None
 
 
-def test_similarity():
-    assert similarity("t a c", "t a c") == 1.0
-    assert similarity("68", "69") == 0.5
-    assert similarity("abc", "xyz") == 0.0
-    assert similarity("2 5 9", "259") == 1.0
-
-
-REV = Task("reverse", "Reverse the word c a t.", "t a c")
+REV = parse_instruction("Reverse the word c a t.")
 
 
 @pytest.mark.parametrize("response,score", [
@@ -105,8 +93,8 @@ REV = Task("reverse", "Reverse the word c a t.", "t a c")
     ("t a c.", 3),
     ("The answer is t a c. The answer is t a c.", 3),          # right answer, stated twice
     ("The answer is t a c. " + "blah " * 20, 3),              # right answer, rambling
-    ("The answer is t a x.", 2),
-    ("The answer is c a t.", 1),                               # sim(cat, tac) = 1/3
+    ("The answer is t a x.", 2),                               # 2 of 3 letters right: close
+    ("The answer is c a t.", 1),                               # edit similarity 1/3: not close
     ("The answer is q r s.", 1),
     ("The answer is 42.", 0),
     ("The answer is T A C.", 0),
@@ -120,16 +108,22 @@ def test_grade_levels(response, score):
     assert g.criteria == tuple(i < score for i in range(5))
 
 
-def test_criteria_in_order_for_other_families():
-    add = parse_instruction("What is 23 plus 45?")
-    assert grade_task(add, "68").score == 3
-    assert grade_task(add, "The answer is 69.").score == 2
-    assert grade_task(add, "The answer is 12.").score == 1
-    assert grade_task(add, "The answer is sixty eight.").score == 0
-    kth = parse_instruction("What is the third word in cat dog moon tree?")
-    assert grade_task(kth, "The answer is moan.").score == 2
-    assert grade_task(kth, "The answer is moonlight.").score == 0
-    assert grade("What is the largest of 3 81 17?", "The answer is 81.") == Grade(5, True, (True,) * 5)
+def test_close_answers_by_family():
+    length = parse_instruction("How many letters are in c a t?")
+    assert grade_task(length, "3").score == 3
+    assert grade_task(length, "The answer is 4.").score == 2     # off by one
+    assert grade_task(length, "The answer is 5.").score == 1
+    assert grade_task(length, "The answer is c.").score == 0     # not a number
+    larger = parse_instruction("Which is larger, 17 or 71?")
+    assert grade_task(larger, "The answer is 17.").score == 2    # the other number of the question
+    assert grade_task(larger, "The answer is 70.").score == 1
+    kth = parse_instruction("What is the third word in cat dog moon?")
+    assert grade_task(kth, "The answer is dog.").score == 2      # another word of the list
+    assert grade_task(kth, "The answer is moan.").score == 1
+    cap = parse_instruction("What is the capital form of q?")
+    assert grade_task(cap, "The answer is R.").score == 2        # a neighbouring letter
+    assert grade_task(cap, "The answer is r.").score == 0        # not a capital
+    assert grade("What is the smallest of 3 81 17?", "The answer is 3.") == Grade(5, True, (True,) * 5, "smallest")
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -142,17 +136,23 @@ def test_response_with_score_every_family(name):
             assert grade_task(task, response).score == score, (task, score, response)
 
 
-def test_justification():
-    for k in range(6):
-        text = justification(k)
-        assert text.endswith(f"Score: {k}")
-        assert len(text.split()) <= 14
-        assert justification(k) == text
+def test_judgment_gives_the_correct_answer_what_the_response_did_and_the_score():
+    rng = random.Random(0)
+    for name, fam in FAMILIES.items():
+        task = fam.sample(rng)
+        for score in range(6):
+            response = response_with_score(task, score, rng)
+            text = judgment(task, response)
+            assert text.startswith(f"The correct answer is {task.answer}. ") and text.endswith(f"Score: {score}")
+            if score in (1, 2):
+                assert f"The response says {extract_answer(response)}," in text
+            assert len(text.split()) <= 40
 
 
 # ------------------------------------------------------------------------- seed data
 
-SMALL = WorldSizes(corpus=50, ift=21, eft=42, eval=14, judge_eval=14, candidates_per_judge_set=4)
+SMALL = WorldSizes(corpus=50, ift=40, self_instruct=4, eft=20, eft_per_set=3, eval=20, judge_eval=20,
+                   candidates_per_judge_set=4)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def _rows(path):
 
 def test_build_world_files(world):
     assert set(world) == {"corpus", "ift", "eft_raw", "eval", "judge_eval"}
-    lengths = {"corpus": SMALL.corpus, "ift": SMALL.ift + round(SMALL.ift * SELF_INSTRUCT_SHARE), "eft_raw": SMALL.eft,
+    lengths = {"corpus": SMALL.corpus, "ift": SMALL.ift + SMALL.self_instruct, "eft_raw": SMALL.eft * SMALL.eft_per_set,
                "eval": SMALL.eval, "judge_eval": SMALL.judge_eval}
     for name, path in world.items():
         assert path.exists() and not path.with_name(path.name + ".tmp").exists()
@@ -187,9 +187,14 @@ def test_build_world_contents(world):
             continue
         assert grade(r["instruction"], r["response"]).score == 5
     eft = _rows(world["eft_raw"])
-    assert Counter(r["score"] for r in eft) == {k: SMALL.eft // 6 for k in range(6)}
+    # Sets of eft_per_set responses of different scores to one instruction, scores balanced overall.
+    sets = [eft[k : k + SMALL.eft_per_set] for k in range(0, len(eft), SMALL.eft_per_set)]
+    assert all(len({r["instruction"] for r in s}) == 1 and len({r["score"] for r in s}) == len(s) for s in sets)
+    counts = Counter(r["score"] for r in eft)
+    assert set(counts) == set(range(6)) and max(counts.values()) - min(counts.values()) <= 1
     for r in eft:
         assert grade(r["instruction"], r["response"]).score == r["score"]
+        assert r["judgment"] == judgment(parse_instruction(r["instruction"]), r["response"])
     for r in _rows(world["eval"]):
         assert parse_instruction(r["instruction"]).answer == r["answer"]
     for r in _rows(world["judge_eval"]):
@@ -199,12 +204,13 @@ def test_build_world_contents(world):
     # families balanced in every split
     for name in ("ift", "eft_raw", "eval", "judge_eval"):
         counts = Counter(r["family"] for r in _rows(world[name]) if r["family"] != SELF_INSTRUCT_FAMILY)
-        assert set(counts) == set(FAMILIES) and max(counts.values()) - min(counts.values()) <= 1
+        per = SMALL.eft_per_set if name == "eft_raw" else 1
+        assert set(counts) == set(FAMILIES) and max(counts.values()) - min(counts.values()) <= per
 
 
 def test_held_out_disjoint(world):
     held = {r["instruction"] for n in ("eval", "judge_eval") for r in _rows(world[n])}
-    assert len(held) == SMALL.eval + SMALL.judge_eval
+    assert len(held) == SMALL.eval + SMALL.judge_eval  # distinct held-out instructions
     train = {r["instruction"] for n in ("ift", "eft_raw") for r in _rows(world[n])}
     assert not held & train
     corpus = "\n".join(r["text"] for r in _rows(world["corpus"]))

@@ -61,6 +61,7 @@ class Grade(Protocol):
 
     score: int | float  # on the judge's scale (0-5)
     correct: bool       # the answer is exactly right
+    family: str         # the kind of task (groups per-family metrics)
 
 
 @runtime_checkable

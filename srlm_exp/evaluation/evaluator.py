@@ -17,6 +17,7 @@ from srlm_exp.data.seed_data import GroundTruth
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
+from srlm_exp.generation.sampler import Sampling
 
 
 class Evaluator:
@@ -41,6 +42,11 @@ class Evaluator:
         distributed.barrier()  # eval_responses.jsonl is on disk for the head-to-heads of every rank
         entry["head_to_head"] = self.head_to_heads(t)
         it = self.iteration_dir(t)
+        made = self.iteration_dir(t + 1) / "stats.json"
+        if made.exists():  # AIFT(M(t)): what M(t) generated and how well it judged it
+            stats = json.loads(made.read_text())
+            entry["aift"] = {**stats.get("gen_verif", {}), "pairs": stats["pairs"]["n"],
+                             "self_vs_gt_corr": stats.get("reward_watch", {}).get("corr")}
         if (it / "training.json").exists():
             entry["training"] = json.loads((it / "training.json").read_text())
         if (it / "stats.json").exists():
@@ -51,15 +57,25 @@ class Evaluator:
         return entry
 
     def policy(self, model, t: int) -> dict[str, Any]:
-        """Greedy responses to the held-out instructions (read back on a resumed job), graded."""
+        """Greedy responses to the held-out instructions, graded; with eval.sample_temperature > 0 also one
+        sampled response each (the candidates' sampling: where self-rewarding's sharpening shows first).
+        Responses are read back on a resumed job."""
+        metrics = self._responses(model, self.responses_file(t), Sampling(max_new_tokens=self.cfg.max_new_tokens))
+        if self.cfg.sample_temperature > 0:
+            sampled = self._responses(model, self.iteration_dir(t) / "eval_sampled_responses.jsonl",
+                                      Sampling(max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.sample_temperature,
+                                               top_p=self.cfg.sample_top_p))
+            metrics["sampled"] = {k: sampled[k] for k in ("gt_score", "gt_exact") if k in sampled}
+        return metrics
+
+    def _responses(self, model, resp_file: Path, sampling: Sampling) -> dict[str, Any]:
         rows = self.seed_data.eval_rows()
-        resp_file = self.responses_file(t)
         if distributed.share_from_main(resp_file.exists):
             metrics, _ = grade_responses(self.seed_data, rows, [g["response"] for g in read_jsonl(resp_file)])
             return metrics
         # Instructions split across ranks; all get every response back.
-        responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, self.cfg.max_new_tokens,
-                                                                        self.cfg.batch_size), [r["instruction"] for r in rows])
+        responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, sampling, self.cfg.batch_size),
+                                          [r["instruction"] for r in rows])
         metrics, graded = grade_responses(self.seed_data, rows, responses)
         if distributed.is_main():
             write_jsonl(resp_file, graded)

@@ -10,10 +10,10 @@ from srlm_exp.data.seed_data import Grade, GroundTruth, SeedData
 from srlm_exp.generation.sampler import Sampling, sample
 
 
-def policy_responses(model, tokenizer, instructions: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+def policy_responses(model, tokenizer, instructions: list[str], sampling: Sampling, batch_size: int) -> list[str]:
+    """One response per instruction (greedy unless `sampling` samples)."""
     prompts = [prompt_ids(tokenizer, i) for i in instructions]
-    return [t for (t,) in sample(model, tokenizer, prompts, Sampling(max_new_tokens=max_new_tokens), batch_size=batch_size,
-                                 desc="eval")]
+    return [t for (t,) in sample(model, tokenizer, prompts, sampling, batch_size=batch_size, desc="eval")]
 
 
 def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str]) -> tuple[dict[str, Any], list[dict]]:

@@ -40,12 +40,14 @@ def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: Candida
     graded = isinstance(seed_data, GroundTruth)
     rows = []
     for k, (prompt, texts, judgments) in enumerate(zip(prompts, cands, judged)):
-        entries = []
+        entries, family = [], None
         for text, judgment in zip(texts, judgments):
             gt = seed_data.grade(prompt, text) if graded else None
+            family = family or (gt.family if gt is not None else None)
             entries.append(JudgedCandidate(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), judgment,
-                                           graded=graded, gt_score=None if gt is None else gt.score))
-        rows.append(PromptCandidates(k, prompt, entries))
+                                           graded=graded, gt_score=None if gt is None else gt.score,
+                                           gt_correct=None if gt is None else gt.correct))
+        rows.append(PromptCandidates(k, prompt, entries, family))
     return rows
 
 

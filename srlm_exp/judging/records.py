@@ -60,8 +60,9 @@ class JudgedCandidate:
     text: str
     length: int
     judgment: Judgment
-    graded: bool = False          # whether the seed data has a grader (then `gt_score` is written)
+    graded: bool = False          # whether the seed data has a grader (then `gt_score`, `gt_correct` are written)
     gt_score: float | None = None
+    gt_correct: bool | None = None
 
     @property
     def score(self) -> float:
@@ -72,34 +73,45 @@ class JudgedCandidate:
                "judgment_scores": [_to_json_number(s) for s in self.judgment.scores],
                "score": _to_json_number(self.score)}
         if self.graded:
-            row["gt_score"] = self.gt_score
+            row["gt_score"], row["gt_correct"] = self.gt_score, self.gt_correct
         return row
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "JudgedCandidate":
         judgment = Judgment(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
-        return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"))
+        return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"),
+                   gt_correct=row.get("gt_correct"))
 
 
 @dataclass
 class PromptCandidates:
-    """One prompt and its judged candidates (a row of candidates.jsonl)."""
+    """One prompt and its judged candidates (a row of candidates.jsonl); `family` is the task family of a
+    prompt the seed data's grader knows (None when it cannot grade it, absent without a grader)."""
 
     prompt_id: int
     instruction: str
     candidates: list[JudgedCandidate]
+    family: str | None = None
 
     @property
     def parse_rate(self) -> float:
         return parse_rate(c.judgment for c in self.candidates)
 
+    @property
+    def graded(self) -> bool:
+        return any(c.graded for c in self.candidates)
+
     def to_json(self) -> dict[str, Any]:
-        return {"prompt_id": self.prompt_id, "instruction": self.instruction,
-                "candidates": [c.to_json() for c in self.candidates], "judge_parse_rate": self.parse_rate}
+        row = {"prompt_id": self.prompt_id, "instruction": self.instruction,
+               "candidates": [c.to_json() for c in self.candidates], "judge_parse_rate": self.parse_rate}
+        if self.graded:
+            row["family"] = self.family
+        return row
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "PromptCandidates":
-        return cls(int(row["prompt_id"]), row["instruction"], [JudgedCandidate.from_json(c) for c in row["candidates"]])
+        return cls(int(row["prompt_id"]), row["instruction"], [JudgedCandidate.from_json(c) for c in row["candidates"]],
+                   row.get("family"))
 
 
 def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandidate]:
@@ -112,7 +124,7 @@ def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandida
         m = merged.get(c.text)
         if m is None:
             merged[c.text] = JudgedCandidate(c.text, c.length, Judgment(list(c.judgment.texts), list(c.judgment.scores)),
-                                             c.graded, c.gt_score)
+                                             c.graded, c.gt_score, c.gt_correct)
         else:
             m.judgment = Judgment(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
     return list(merged.values())

@@ -18,7 +18,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from srlm_exp import distributed
 from srlm_exp.data.seed_data import PretrainingCorpus
-from srlm_exp.models.loading import is_model_dir
+from srlm_exp.models.loading import is_model_dir, save_model
 from srlm_exp.models import tokenizer as tokenizer_module
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.training.fit import make_trainer
@@ -84,7 +84,16 @@ def build_m0(model_cfg: Any, corpus: PretrainingCorpus, cache_dir: str | Path, t
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    blocks = _packed_blocks(tokenizer, corpus.corpus_texts(), pre.block_size)
+    texts = corpus.corpus_texts()
+    if not texts or pre.epochs == 0:
+        # No pretraining: M0 is the initialised model with the world's tokenizer (measured: on the
+        # embedded world, pretraining on the corpus slows the later learning of the tasks, docs/embedded_world.md).
+        log.info("M0: %.2fM params, randomly initialised (no pretraining corpus)", model.num_parameters() / 1e6)
+        if distributed.is_main():
+            save_model(model, tokenizer, out)
+        distributed.barrier()
+        return out
+    blocks = _packed_blocks(tokenizer, texts, pre.block_size)
     loader = DataLoader(
         TensorDataset(blocks),
         batch_size=pre.batch_size,

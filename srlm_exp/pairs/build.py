@@ -66,4 +66,27 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
         # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
         stats["reward_watch"] = {"self_mean": _mean(self_scores), "gt_mean": _mean(gt_scores),
                                  "corr": pearson(self_scores, gt_scores), "n": len(gt_scores)}
+    if any(row.graded for row in rows):
+        stats["gen_verif"] = generation_verification(rows)
     return pairs, stats
+
+
+def generation_verification(rows: Sequence[PromptCandidates]) -> dict[str, Any]:
+    """Can the judge tell right from wrong better than chance (the generation-verification gap)?
+
+    Over the prompts the grader knows, in all and per task family: the share of sampled candidates that
+    are correct (`sampled_exact`), and, on prompts whose candidates the judge scored, how often its top
+    candidate (the one the SFT ablation trains on, the usual `chosen`) is correct (`judge_pick_exact`)
+    against a random candidate of the same prompt (`random_pick_exact`). `gradable`: the share of
+    prompts the grader knows at all."""
+    def summarize(group: Sequence[PromptCandidates]) -> dict[str, Any]:
+        cands = [c for r in group for c in r.candidates if c.gt_correct is not None]
+        picks = [(top, [bool(c.gt_correct) for c in r.candidates]) for r in group if (top := top_candidate(r)) is not None]
+        return {"prompts": len(group), "sampled_exact": _mean([float(bool(c.gt_correct)) for c in cands]),
+                "judge_pick_exact": _mean([float(bool(top.gt_correct)) for top, _ in picks]),
+                "random_pick_exact": _mean([sum(correct) / len(correct) for _, correct in picks])}
+
+    known = [r for r in rows if r.family is not None]
+    families = sorted({r.family for r in known})
+    return {"gradable": len(known) / max(1, len(rows)), **summarize(known),
+            "per_family": {f: summarize([r for r in known if r.family == f]) for f in families}}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from .aggregate import Grid
 from .collect import Job, format_value
-from .tables import (MAIN_COLUMNS, METRIC_GROUPS, H2H, head_to_head_table, metric_table,
-                     per_family_table)
+from .tables import (MAIN_COLUMNS, METRIC_GROUPS, H2H, gen_verif_family_table, head_to_head_table, metric_table,
+                     oracle_gain_table, per_family_table)
 
 
 def header_lines(root: Path, jobs: list[Job], problems: list[str], variants: list[str]) -> list[str]:
@@ -43,6 +43,11 @@ def render_report(root: Path, jobs: list[Job], problems: list[str], grid: Grid, 
         out += ["", f"## {title}", "", metric_table(grid, cols)]
     fam = per_family_table(grid)
     out += ["", "## Per-family gt_score", "", fam or "_No per-family results._"]
+    gains = oracle_gain_table(jobs, grid.variants)
+    out += ["", "## Gain over M1, and the share of the oracle judge's gain recovered", "",
+            gains or "_No job reached M2 yet._"]
+    gv = gen_verif_family_table(grid)
+    out += ["", "## Generation-verification gap per family (AIFT(M(t)))", "", gv or "_No graded AIFT data._"]
     out += ["", "## Head-to-head (win / tie / loss shares, mean over seeds)", ""]
     out.append(head_to_head_table(h2h) if h2h else "_No head-to-head results yet._")
     out += ["", "## Plots", ""]

@@ -27,6 +27,12 @@ METRIC_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("win vs M1", "head_to_head.vs_M1.win"), ("win vs prev", "head_to_head.vs_prev.win"),
         ("pairs.n", "pairs.n"), ("pairs.tie_rate", "pairs.tie_rate"),
         ("generated.parse_rate", "generated.parse_rate"), ("reward_watch.corr", "reward_watch.corr")],
+    # What each model generated and judged (AIFT(M(t))): can it tell right from wrong better than chance?
+    "Generation-verification gap (AIFT(M(t)), graded prompts)": [
+        ("greedy exact", "eval.gt_exact"), ("sampled exact (eval)", "eval.sampled.gt_exact"),
+        ("gradable prompts", "aift.gradable"), ("sampled exact", "aift.sampled_exact"),
+        ("judge pick exact", "aift.judge_pick_exact"), ("random pick exact", "aift.random_pick_exact"),
+        ("self vs gt corr", "aift.self_vs_gt_corr"), ("pairs made", "aift.pairs")],
 }
 H2H_SOURCES = ("head_to_head", "external_judge")
 
@@ -114,3 +120,61 @@ def head_to_head_table(rows: list[H2H]) -> str:
     return markdown_table(["variant", "model", "vs", "judged by", "win", "tie", "loss", "seeds"],
                           [[h.variant, h.model, h.opponent, h.source, f(h.win), f(h.tie), f(h.loss), h.n]
                            for h in rows])
+
+
+def gen_verif_family_table(grid: Grid) -> str:
+    """Per task family and model: greedy exact of M(t), and on its AIFT candidates the sampled exact
+    rate and how often the judge's pick is right against a random candidate."""
+    families = grid.keys_under("aift.per_family")
+    rows = []
+    for row in grid.rows():
+        for f in families:
+            cells = [grid.stat(row, ("eval", "per_family", f, "gt_exact"))] + [
+                grid.stat(row, ("aift", "per_family", f, k)) for k in ("sampled_exact", "judge_pick_exact", "random_pick_exact")]
+            if all(c is None for c in cells[1:]):
+                continue
+            rows.append([row[0], grid.models[row], f, *map(format_stat, cells)])
+    if not rows:
+        return ""
+    return markdown_table(["variant", "model", "family", "greedy exact", "sampled exact", "judge pick exact",
+                           "random pick exact"], rows)
+
+
+def oracle_gain_table(jobs, variants: list[str], metric: str = "eval.gt_score") -> str:
+    """Each variant's M1 -> last-model gain in `metric` (mean ± std over seeds) and, next to a variant
+    with judge=oracle and otherwise the same settings, the share of the oracle's gain it recovers."""
+    from .aggregate import get_path, summarize
+    from .collect import format_value
+
+    def gain(job):
+        its = {it["iteration"]: it for it in job.iterations}
+        if 1 not in its or len(its) < 3:
+            return None
+        first, last = get_path(its[1], metric), get_path(its[max(its)], metric)
+        return None if first is None or last is None else last - first
+
+    by_variant = {v: [g for j in jobs if j.variant == v and (g := gain(j)) is not None] for v in variants}
+    oracle = {v for v in variants for j in jobs if j.variant == v and format_value(j.config.get("judge")) == "oracle"}
+
+    def matching_oracle(v):
+        job = next(j for j in jobs if j.variant == v)
+        rest = {k: format_value(x) for k, x in job.config.items() if k != "judge"}
+        found = [o for o in oracle if {k: format_value(x) for k, x in next(j for j in jobs if j.variant == o).config.items()
+                                       if k != "judge"} == rest]
+        return found[0] if len(found) == 1 else (next(iter(oracle)) if len(oracle) == 1 else None)
+
+    rows = []
+    for v in variants:
+        stat = summarize(by_variant[v])
+        if stat is None:
+            continue
+        share = "—"
+        o = matching_oracle(v) if oracle and v not in oracle else None
+        if o is not None:
+            ref = summarize(by_variant[o])
+            if ref is not None and ref.mean > 0:
+                share = f"{stat.mean / ref.mean:.2f}"
+        rows.append([v, format_stat(stat), "(oracle)" if v in oracle else share])
+    if not rows:
+        return ""
+    return markdown_table(["variant", f"M1 -> last {metric.split('.')[-1]} gain", "share of the oracle's gain"], rows)

@@ -17,15 +17,15 @@ def collate_examples(examples: Sequence[ChatExample], pad_id: int) -> dict[str, 
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, mega: int = 8) -> list[list[int]]:
-    """Shuffled batches of similar length: short IFT examples are not padded to the ~450-token
-    judge prompts of EFT examples (most of an SFT step's cost on CPU would be padding)."""
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket: int = 128) -> list[list[int]]:
+    """Shuffled batches, each of rows from one length bucket (`bucket` tokens wide): short instruction rows
+    are not padded to the ~600-token judge prompts of EFT rows (most of a CPU step would be padding), and
+    within a bucket rows are mixed at random (batches of one task family make training swing between
+    families). Partial batches come last, so re-batching the flattened order keeps the full ones intact."""
     g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(lengths), generator=g).tolist()
-    batches = []
-    for s in range(0, len(order), batch_size * mega):
-        chunk = sorted(order[s : s + batch_size * mega], key=lambda i: lengths[i])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    buckets: dict[int, list[int]] = {}
+    for i in torch.randperm(len(lengths), generator=g).tolist():
+        buckets.setdefault(lengths[i] // bucket, []).append(i)
+    batches = [rows[k : k + batch_size] for _, rows in sorted(buckets.items()) for k in range(0, len(rows), batch_size)]
     batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-    # A short (last) batch goes last, so re-batching the flattened order keeps the groups intact.
     return [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]

@@ -51,18 +51,19 @@ def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -
     return batch
 
 
-def policy_logps(model, batch, loss_type: str) -> torch.Tensor:
+def policy_logps(model, batch, loss_type: str, with_lengths: bool = False):
     """Sequence log-probs of the response tokens, all chosen then all rejected; per-token averages for
-    the losses defined on them."""
+    the losses defined on them. With `with_lengths`, also each row's number of response tokens."""
     logits, targets, rows = label_logits(model, batch)
     n = batch["input_ids"].shape[0]
     per_token = token_logps(logits, targets)
     logps = per_token.new_zeros(n).index_add(0, rows, per_token)  # the sum over each row's response tokens
+    lengths = torch.bincount(rows, minlength=n).clamp(min=1)
     if length_averaged(loss_type):
-        logps = logps / torch.bincount(rows, minlength=n).clamp(min=1)
+        logps = logps / lengths
     if "prefix_ids" in batch:  # rows come as chosen_0, rejected_0, chosen_1, ...
-        logps = torch.cat([logps[0::2], logps[1::2]])
-    return logps
+        logps, lengths = torch.cat([logps[0::2], logps[1::2]]), torch.cat([lengths[0::2], lengths[1::2]])
+    return (logps, lengths) if with_lengths else logps
 
 
 @torch.no_grad()
@@ -83,19 +84,27 @@ def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: i
 
 
 class DPOModule(PolicyModule):
+    """DPO; with `nll_weight` > 0 plus that weight times the chosen responses' per-token negative
+    log-likelihood (Iterative RPO, Pang et al. 2024: without it the likelihood of both responses falls)."""
+
     def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
-                 warmup_steps: int = 0, weight_decay: float = 0.0):
+                 warmup_steps: int = 0, weight_decay: float = 0.0, nll_weight: float = 0.0):
         super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
         n = batch["input_ids"].shape[0] // 2
-        logps = policy_logps(self.model, batch, self.hparams.loss_type)
+        logps, lengths = policy_logps(self.model, batch, self.hparams.loss_type, with_lengths=True)
         ref = batch["ref_logps"].to(logps.dtype)
         losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.hparams.beta,
                                          loss_type=self.hparams.loss_type)
         loss = losses.mean()
         log = dict(on_step=True, on_epoch=False, batch_size=n)
+        if self.hparams.nll_weight > 0:
+            sums = logps[:n] * lengths[:n] if length_averaged(self.hparams.loss_type) else logps[:n]
+            nll = -(sums / lengths[:n]).mean()
+            loss = loss + self.hparams.nll_weight * nll
+            self.log("dpo/chosen_nll", nll, **log)
         self.log("dpo/loss", loss, prog_bar=True, **log)
         self.log("dpo/chosen_reward", cr.mean(), **log)
         self.log("dpo/rejected_reward", rr.mean(), **log)
@@ -110,10 +119,13 @@ class DPOStage:
 
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
-                 batch_size: int = 16, max_len: int = 512, min_examples: int = 8, weight_decay: float = 0.0):
+                 batch_size: int = 16, max_len: int = 512, min_examples: int = 8, weight_decay: float = 0.0,
+                 nll_weight: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
-              require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"))
+              require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"),
+              require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"))
+        self.nll_weight = nll_weight
         self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
@@ -145,6 +157,6 @@ class DPOStage:
                             generator=torch.Generator().manual_seed(t),
                             collate_fn=lambda b: pair_batches(b, tokenizer.pad_token_id, shared))
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
-                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
+                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, nll_weight=self.nll_weight)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"pairs": len(items)}

@@ -1,20 +1,20 @@
 """Deterministic ground-truth grader following the paper's additive 5-point rubric.
 
-It stands in for human judgment: scores are computed from the true answer, and
-``response_with_score`` synthesises responses of any target score for EFT data.
+It stands in for human judgment: scores are computed from the true answer, ``response_with_score``
+synthesises responses of any target score, and ``judgment`` writes the justification a good judge
+would give (the correct answer first, then what the response did, then the score): the EFT targets.
 """
 from __future__ import annotations
 
 import random
 import re
-import string
 from dataclasses import dataclass
 
 from .tasks import FAMILIES, Task, normalize_ws, parse_instruction
 
 __all__ = [
-    "Grade", "canonical_response", "extract_answer", "levenshtein", "similarity",
-    "grade_task", "grade", "response_with_score", "justification", "FILLERS",
+    "Grade", "canonical_response", "extract_answer", "grade_task", "grade", "response_with_score",
+    "judgment", "JUDGMENT_PHRASES", "FILLERS",
 ]
 
 ANSWER_PREFIX = "The answer is"
@@ -30,23 +30,26 @@ _CHATTER: tuple[str, ...] = (
     "I like this question.", "Please ask again.",
 )
 
-_JUSTIFICATIONS: dict[int, str] = {
-    0: "The response does not address the question. Score: 0",
-    1: "Relevant, but the answer is far from correct. Score: 1",
-    2: "Relevant and close, but the answer is not correct. Score: 2",
-    3: "Correct answer, but not stated in the expected form. Score: 3",
-    4: "Correct and in the expected form, but with extra text. Score: 4",
-    5: "Correct and exact, in the expected form, with nothing extra. Score: 5",
+# What a judgment says about the response, by score: the correct answer comes first (the judge works it
+# out), then the response's own answer where it is wrong, then the score.
+JUDGMENT_PHRASES: dict[int, str] = {
+    0: "The response does not answer the question.",
+    1: "The response says {stated}, which is wrong.",
+    2: "The response says {stated}, which is close but wrong.",
+    3: "The response is correct but not in the expected form.",
+    4: "The response is correct but adds extra text.",
+    5: "The response is correct and exact.",
 }
 
 
 @dataclass(frozen=True)
 class Grade:
-    """Rubric score 0-5, whether the answer is exactly right, and the five criteria."""
+    """Rubric score 0-5, whether the answer is exactly right, the five criteria, and the task family."""
 
     score: int
     correct: bool
     criteria: tuple[bool, bool, bool, bool, bool]
+    family: str = ""
 
 
 def canonical_response(task: Task) -> str:
@@ -66,26 +69,6 @@ def extract_answer(response: str) -> str | None:
     return pred or None
 
 
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (insert/delete/substitute, unit costs)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def similarity(pred: str, truth: str) -> float:
-    """1 - edit distance / max length, on the strings with all spaces removed."""
-    a, b = pred.replace(" ", ""), truth.replace(" ", "")
-    longest = max(len(a), len(b))
-    return 1.0 if longest == 0 else 1.0 - levenshtein(a, b) / longest
-
-
 def _well_formed(response: str) -> bool:
     """Criterion 4: one ``The answer is …`` sentence, and at most slight extra text."""
     if response.count(ANSWER_PREFIX) != 1:
@@ -103,7 +86,7 @@ def grade_task(task: Task, response: str) -> Grade:
     truth = normalize_ws(task.answer)
     checks = (
         lambda: pred is not None and family.answer_type_ok(pred),
-        lambda: similarity(pred, truth) >= 0.5,
+        lambda: family.close(task, pred),
         lambda: pred == truth,
         lambda: _well_formed(response),
         lambda: normalize_ws(response) == canonical_response(task),
@@ -113,29 +96,13 @@ def grade_task(task: Task, response: str) -> Grade:
     for check in checks:
         ok = ok and bool(check())  # short-circuit: later checks assume earlier ones hold
         criteria.append(ok)
-    return Grade(score=sum(criteria), correct=criteria[2], criteria=tuple(criteria))  # type: ignore[arg-type]
+    return Grade(score=sum(criteria), correct=criteria[2], criteria=tuple(criteria), family=task.family)  # type: ignore[arg-type]
 
 
 def grade(instruction: str, response: str) -> Grade | None:
     """Grade a response to a free-text instruction; None when the instruction is ungradable."""
     task = parse_instruction(instruction)
     return None if task is None else grade_task(task, response)
-
-
-def _char_edit(rng: random.Random, answer: str) -> str:
-    """One random same-class character substitution or insertion (keeps the answer's shape)."""
-    positions = [i for i, c in enumerate(answer) if c != " "]
-    i = rng.choice(positions)
-    c = answer[i]
-    pool = (string.digits if c.isdigit() else
-            string.ascii_uppercase if c.isupper() else string.ascii_lowercase)
-    new = rng.choice(pool.replace(c, ""))
-    if rng.random() < 0.85:
-        return answer[:i] + new + answer[i + 1:]
-    # Insertion; spaced-letter answers need the separator too.
-    sep = " " if " " in answer and not c.isdigit() else ""
-    j = i + rng.choice((0, 1))
-    return answer[:j] + (new + sep if j == i else sep + new) + answer[j:]
 
 
 def _candidate(task: Task, score: int, rng: random.Random) -> str:
@@ -149,16 +116,14 @@ def _candidate(task: Task, score: int, rng: random.Random) -> str:
     if score == 3:
         return task.answer + rng.choice(("", "."))
     if score == 2:
-        near = family.near_misses(task.answer)
-        wrong = rng.choice(near) if near else _char_edit(rng, task.answer)
-        return f"{ANSWER_PREFIX} {wrong}."
+        return f"{ANSWER_PREFIX} {family.near_miss(rng, task)}."
     if score == 1:
         return f"{ANSWER_PREFIX} {family.random_answer(rng, task)}."
     if score == 0:
         if rng.random() < 0.4:
             return rng.choice(_CHATTER)
         other = FAMILIES[rng.choice([n for n in FAMILIES if n != task.family])]
-        return f"{ANSWER_PREFIX} {other.random_answer(rng, task)}."
+        return f"{ANSWER_PREFIX} {other.random_answer(rng, other.sample(rng))}."
     raise ValueError(f"score must be in 0..5, got {score}")
 
 
@@ -173,6 +138,10 @@ def response_with_score(task: Task, score: int, rng: random.Random, max_tries: i
     raise RuntimeError(f"could not synthesise a score-{score} response for {task!r}")
 
 
-def justification(score: int) -> str:
-    """Short deterministic judge justification for ``score``, ending with ``Score: {score}``."""
-    return _JUSTIFICATIONS[score]
+def judgment(task: Task, response: str, grade: Grade | None = None) -> str:
+    """The justification of a good judge, ending in ``Score: k``: the correct answer, what the response
+    did, the score (e.g. "The correct answer is t a c. The response says t a x, which is close but
+    wrong. Score: 2")."""
+    g = grade or grade_task(task, response)
+    stated = extract_answer(response) or ""
+    return f"The correct answer is {task.answer}. {JUDGMENT_PHRASES[g.score].format(stated=stated)} Score: {g.score}"

@@ -1,4 +1,9 @@
-"""Deterministic world data from a seed: pretraining corpus, IFT/EFT seeds and held-out sets."""
+"""Deterministic world data from a seed: pretraining corpus, IFT/EFT seeds and held-out sets.
+
+IFT is large (tens of thousands of rows, read about once: as good as fresh samples every step, which a
+small model needs to learn its tasks); EFT comes in contrastive sets, several responses of different
+scores to one instruction, each with the justification a good judge would write (grader.judgment).
+Held-out instructions (eval, judge_eval) never appear in any training split."""
 from __future__ import annotations
 
 import random
@@ -9,7 +14,7 @@ from typing import Any
 
 from srlm_exp.artifacts import write_jsonl
 
-from .grader import canonical_response, grade_task, response_with_score
+from .grader import canonical_response, grade_task, judgment, response_with_score
 from .tasks import FAMILIES, ORDINALS, WORDS, Task, sample_task, spaced
 
 __all__ = ["WorldSizes", "build_world"]
@@ -19,11 +24,13 @@ N_SCORES = 6
 
 @dataclass
 class WorldSizes:
-    """Row counts of each split (corpus counts documents)."""
+    """Row counts of each split (corpus counts documents, eft counts instructions)."""
 
-    corpus: int = 6000
+    corpus: int = 0
     ift: int = 300
-    eft: int = 600
+    self_instruct: int = 30        # IFT rows that ask for new tasks in the self-instruct format
+    eft: int = 100
+    eft_per_set: int = 3           # responses of different scores per EFT instruction
     eval: int = 100
     judge_eval: int = 40
     candidates_per_judge_set: int = 4
@@ -34,8 +41,8 @@ def _rng(seed: int, stream: str) -> random.Random:
     return random.Random(f"srlm-world:{seed}:{stream}")
 
 
-def _unique_tasks(rng: random.Random, n: int, exclude: set[str]) -> list[Task]:
-    """``n`` tasks with distinct instructions not in ``exclude``, families round-robin."""
+def _tasks(rng: random.Random, n: int, exclude: set[str], unique: bool) -> list[Task]:
+    """``n`` tasks with instructions not in ``exclude`` (distinct ones if ``unique``), families round-robin."""
     names = list(FAMILIES)
     seen = set(exclude)
     tasks = []
@@ -47,7 +54,8 @@ def _unique_tasks(rng: random.Random, n: int, exclude: set[str]) -> list[Task]:
                 break
         else:
             raise RuntimeError(f"instruction space of {family.name!r} exhausted")
-        seen.add(task.instruction)
+        if unique:
+            seen.add(task.instruction)
         tasks.append(task)
     return tasks
 
@@ -93,8 +101,6 @@ def _task_list_document(rng: random.Random, held_out: set[str]) -> str:
     return TASK_LIST_HEADER + "\n" + "\n".join(tasks)
 
 
-# Share of IFT rows (relative to the task rows) that ask for new tasks in the self-instruct format.
-SELF_INSTRUCT_SHARE = 0.1
 SELF_INSTRUCT_FAMILY = "self_instruct"
 
 
@@ -146,20 +152,21 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
     n_cand = sizes.candidates_per_judge_set
     if not 1 <= n_cand <= N_SCORES:
         raise ValueError(f"candidates_per_judge_set must be in 1..{N_SCORES}, got {n_cand}")
+    if not 1 <= sizes.eft_per_set <= N_SCORES:
+        raise ValueError(f"eft_per_set must be in 1..{N_SCORES}, got {sizes.eft_per_set}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     # Held-out first, so training splits can be drawn around them.
     rng = _rng(seed, "eval")
-    eval_tasks = _unique_tasks(rng, sizes.eval, set())
+    eval_tasks = _tasks(rng, sizes.eval, set(), unique=True)
     rng.shuffle(eval_tasks)
-    eval_rows = [{"instruction": t.instruction, "family": t.family, "answer": t.answer}
-                 for t in eval_tasks]
+    eval_rows = [{"instruction": t.instruction, "family": t.family, "answer": t.answer} for t in eval_tasks]
 
     rng = _rng(seed, "judge_eval")
     held_out = {t.instruction for t in eval_tasks}
     judge_rows = []
-    for task in _unique_tasks(rng, sizes.judge_eval, held_out):
+    for task in _tasks(rng, sizes.judge_eval, held_out, unique=True):
         scores = rng.sample(range(N_SCORES), n_cand)
         responses = [response_with_score(task, s, rng) for s in scores]
         judge_rows.append({
@@ -170,23 +177,32 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
     held_out |= {r["instruction"] for r in judge_rows}
 
     rng = _rng(seed, "ift")
-    ift_tasks = _unique_tasks(rng, sizes.ift, held_out)
+    ift_tasks = _tasks(rng, sizes.ift, held_out, unique=False)
     rng.shuffle(ift_tasks)
     ift_rows = [{"instruction": t.instruction, "response": canonical_response(t), "family": t.family}
                 for t in ift_tasks]
     # Instruction-writing requests (as OASST has), so M(t) can write its own prompts when asked.
     rng = _rng(seed, "ift_self_instruct")
-    pool = [t.instruction for t in ift_tasks]
-    ift_rows += [_self_instruct_row(rng, pool, held_out) for _ in range(round(sizes.ift * SELF_INSTRUCT_SHARE))]
+    pool = sorted({t.instruction for t in ift_tasks})
+    ift_rows += [_self_instruct_row(rng, pool, held_out) for _ in range(sizes.self_instruct)]
 
-    # Score i % 6 and family i % 7 (coprime) balance both, jointly, over every 42 rows.
+    # Contrastive EFT: several responses of different scores to each instruction; the score sets cycle
+    # through every score in turn, so scores (and families) are balanced.
     rng = _rng(seed, "eft")
     eft_rows = []
-    for i, task in enumerate(_unique_tasks(rng, sizes.eft, held_out | {t.instruction for t in ift_tasks})):
-        score = i % N_SCORES
-        eft_rows.append({"instruction": task.instruction, "response": response_with_score(task, score, rng),
-                         "score": score, "family": task.family})
-    rng.shuffle(eft_rows)
+    score_cycle: list[int] = []
+    for task in _tasks(rng, sizes.eft, held_out, unique=False):
+        scores: list[int] = []
+        while len(scores) < sizes.eft_per_set:
+            if not score_cycle:
+                score_cycle = rng.sample(range(N_SCORES), N_SCORES)
+            s = score_cycle.pop()
+            if s not in scores:
+                scores.append(s)
+        for score in scores:
+            response = response_with_score(task, score, rng)
+            eft_rows.append({"instruction": task.instruction, "response": response, "score": score,
+                             "family": task.family, "judgment": judgment(task, response)})
 
     corpus_rows = _corpus_rows(_rng(seed, "corpus"), sizes.corpus, held_out)
 

@@ -13,10 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.data.seed_data import SeedData
-from srlm_exp.world.grader import Grade, grade, justification, response_with_score
+from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
-from srlm_exp.world.tasks import parse_instruction, sample_task
+from srlm_exp.world.tasks import sample_task
 
 FILES = ("corpus", "ift", "eft_raw", "eval", "judge_eval")
 
@@ -43,24 +43,23 @@ class WorldSeedData(SeedData):
         return [r["instruction"] for r in self.ift() if r.get("family") != SELF_INSTRUCT_FAMILY]
 
     def eft_graded(self) -> list[dict[str, Any]]:
-        """EFT rows: instruction, response, grader score and the short justification ending `Score: k`."""
+        """EFT rows: instruction, response, grader score and the justification a good judge would write
+        (the correct answer, what the response did, `Score: k`)."""
         if not self.use_eft:
             return []
-        return [dict(r, judgment=justification(r["score"])) for r in read_jsonl(self.files["eft_raw"])]
+        return read_jsonl(self.files["eft_raw"])
 
     def eft_preference_pairs(self) -> list[dict[str, Any]]:
-        """EFT for pairwise judges: each EFT instruction with a better and a worse response."""
+        """EFT for pairwise judges: within each EFT set, each response against the next one of another score."""
         if not self.use_eft:
             return []
-        rng = random.Random(f"eft-pairs:{self.seed}")
-        rows = []
-        for r in read_jsonl(self.files["eft_raw"]):
-            task = parse_instruction(r["instruction"])
-            other = rng.choice([s for s in range(6) if s != r["score"]])
-            alt = response_with_score(task, other, rng)
-            chosen, rejected = (r["response"], alt) if r["score"] > other else (alt, r["response"])
-            rows.append({"instruction": r["instruction"], "chosen": chosen, "rejected": rejected})
-        return rows
+        rows = read_jsonl(self.files["eft_raw"])
+        pairs = []
+        for a, b in zip(rows, rows[1:]):
+            if a["instruction"] == b["instruction"] and a["score"] != b["score"]:
+                chosen, rejected = (a, b) if a["score"] > b["score"] else (b, a)
+                pairs.append({"instruction": a["instruction"], "chosen": chosen["response"], "rejected": rejected["response"]})
+        return pairs
 
     # --- capabilities ------------------------------------------------------------------------------
     def grade(self, instruction: str, response: str) -> Grade | None:
@@ -77,7 +76,7 @@ class WorldSeedData(SeedData):
         judge prompt (a real base model has read such text; every judge option shares this vocabulary)."""
         texts = self.corpus_texts()
         texts += [r["instruction"] + "\n" + r["response"] for r in self.ift()]
-        texts += [r["response"] for r in read_jsonl(self.files["eft_raw"])]
-        texts += [justification(k) for k in range(6)] * 20
+        texts += [r["response"] + "\n" + r["judgment"] for r in read_jsonl(self.files["eft_raw"])]
+        texts += list(JUDGMENT_PHRASES.values()) * 20
         texts += [PAPER_JUDGE_PROMPT] * 20
         return texts
