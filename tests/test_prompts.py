@@ -68,6 +68,23 @@ def test_world_pool_prompts_are_new_gradable_and_deterministic():
     assert all(parse_instruction(p) is not None for p in a)
 
 
+def test_world_pool_with_exact_novelty_refuses_repeats_and_never_draws_held_out(tmp_path):
+    """The default world pool: ROUGE-L would call every fresh templated task a near-duplicate of one of
+    the ~38k seed tasks, so only exact repeats of earlier prompts are refused; and no prompt is ever one
+    of the held-out instructions (DPO on an evaluation prompt would leak it)."""
+    from srlm_exp.artifacts import read_jsonl
+    from srlm_exp.world.source import WorldSeedData
+
+    world = WorldSeedData("world", 3, True, dict(corpus=0, ift=400, self_instruct=2, eft=10, eft_per_set=3,
+                                                 eval=150, judge_eval=60)).build(tmp_path)
+    held = {r["instruction"] for n in ("eval", "judge_eval") for r in read_jsonl(world.files[n])}
+    earlier = InstructionPoolPrompts(n_prompts=300, rouge_threshold=None).produce(None, None, world, [], random.Random(0))
+    later = InstructionPoolPrompts(n_prompts=300, rouge_threshold=None).produce(None, None, world, earlier, random.Random(1))
+    assert len(set(earlier)) == len(earlier) == 300 and not set(later) & set(earlier)
+    assert not (set(earlier) | set(later)) & held
+    assert set(earlier) & set(world.seed_instructions())  # seed tasks may come again: only earlier prompts are refused
+
+
 def test_dataset_prompts_missing_file_and_missing_field(tmp_path):
     with pytest.raises(FileNotFoundError, match="prompts.path"):
         DatasetPrompts(path=str(tmp_path / "nope.jsonl")).produce(None, None, Seed(), [], random.Random(0))

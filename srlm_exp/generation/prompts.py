@@ -59,6 +59,21 @@ class PromptFilter:
         return True
 
 
+class ExactNoveltyFilter:
+    """Refuses only exact repeats (of the given prompts and of what it accepted)."""
+
+    def __init__(self, existing: Sequence[str]):
+        self.seen = set(existing)
+        self.rejected = {"repeat": 0}
+
+    def offer(self, text: str) -> bool:
+        if text in self.seen:
+            self.rejected["repeat"] += 1
+            return False
+        self.seen.add(text)
+        return True
+
+
 class SelfInstructPrompts:
     """The current model writes new prompts few-shot: `shots_from_seed` IFT examples plus
     `shots_from_generated` earlier generated prompts, each as <task>...</task>.
@@ -163,16 +178,21 @@ class DatasetPrompts:
 
 class InstructionPoolPrompts:
     """Fresh instructions drawn from the seed data's own tasks (an InstructionPool, e.g. the embedded
-    world): a stand-in for a user's unlabeled prompt set, and what smoke runs use, since a model trained
-    for seconds cannot write prompts yet. Still de-duplicated against the seed and every earlier prompt."""
+    world): a stand-in for a user's unlabeled prompt set, or for the paper's prompts written by a separate
+    fixed model. With `rouge_threshold` set, prompts are ROUGE-L-novel against the seed and every earlier
+    prompt; with None, only exact repeats of an earlier prompt of the run are refused: templated tasks that
+    differ in one slot are different tasks, and ROUGE-L would call every fresh one a near-duplicate."""
 
     requires: ClassVar[tuple[type, ...]] = (InstructionPool,)
 
-    def __init__(self, n_prompts: int = 64, rouge_threshold: float = 0.7, max_tries: int = 10_000):
+    def __init__(self, n_prompts: int = 64, rouge_threshold: float | None = 0.7, max_tries: int = 10_000):
         self.n_prompts, self.rouge_threshold, self.max_tries = n_prompts, rouge_threshold, max_tries
 
     def produce(self, model, tokenizer, seed_data: InstructionPool, earlier: Sequence[str], rng: random.Random) -> list[str]:
-        filt = PromptFilter(list(seed_data.seed_instructions()) + list(earlier), 1, 10_000, self.rouge_threshold)
+        if self.rouge_threshold is None:
+            filt = ExactNoveltyFilter(earlier)
+        else:
+            filt = PromptFilter(list(seed_data.seed_instructions()) + list(earlier), 1, 10_000, self.rouge_threshold)
         new: list[str] = []
         for _ in range(self.max_tries):
             if len(new) == self.n_prompts:
@@ -182,5 +202,6 @@ class InstructionPoolPrompts:
                 new.append(text)
         if not new:
             raise NotEnoughPromptsError(f"no novel instruction in {self.max_tries} draws from the seed data's pool "
-                                        f"(rejected: {filt.rejected})")
+                                        f"(rejected: {filt.rejected}); with ROUGE-L novelty on templated tasks, "
+                                        f"set prompts.rouge_threshold=null (exact repeats only)")
         return new

@@ -29,6 +29,7 @@ class WorldSeedData(SeedData):
         s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes)
         self.sizes = WorldSizes(**s)
         self.files: dict[str, Path] = {}
+        self._held_out: frozenset[str] | None = None
 
     def build(self, out_dir: str | Path) -> "WorldSeedData":
         out_dir = Path(out_dir)
@@ -66,7 +67,16 @@ class WorldSeedData(SeedData):
         return grade(instruction, response)
 
     def sample_instruction(self, rng: random.Random) -> str:
-        return sample_task(rng).instruction
+        """A fresh task, never one of the held-out instructions (eval, judge_eval): training on an
+        evaluation prompt would leak it. Small families (26 capital letters x 3 templates) make a
+        held-out draw common, so draws repeat until one is not held out."""
+        if self._held_out is None:
+            self._held_out = frozenset(r["instruction"] for n in ("eval", "judge_eval") for r in read_jsonl(self.files[n]))
+        for _ in range(1000):
+            text = sample_task(rng).instruction
+            if text not in self._held_out:
+                return text
+        raise RuntimeError("1000 draws in a row were held-out instructions: data.sizes.eval/judge_eval cover the task space")
 
     def corpus_texts(self) -> list[str]:
         return [r["text"] for r in read_jsonl(self.files["corpus"])]
