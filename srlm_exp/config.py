@@ -9,7 +9,9 @@ declared as capabilities (`requires = (GroundTruth,)`) and checked here, never b
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -47,6 +49,54 @@ class ConfigError(ValueError):
 def require(ok: bool, key: str, message: str, fix: str) -> Problem | None:
     """A problem with `key` unless `ok` (for a component's own checks, passed to `check`)."""
     return None if ok else Problem(key, message, fix)
+
+
+def positive(value: Any, key: str, fix: str | None = None) -> Problem | None:
+    """A problem unless `value` is a finite number > 0 (NaN and inf are refused, never used)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return require(ok, key, f"is {value!r}, must be a finite number > 0", fix or f"set {key} to a positive number")
+
+
+def at_least(value: Any, lo: int | float, key: str, fix: str | None = None) -> Problem | None:
+    """A problem unless `value` is a finite number >= lo."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= lo
+    return require(ok, key, f"is {value!r}, must be >= {lo}", fix or f"set {key} to {lo} or more")
+
+
+def sampling_problems(temperature: Any, top_p: Any, max_new_tokens: Any) -> list[Problem | None]:
+    """The rules of every sampled generation (candidates, judgments, prompts, evaluation)."""
+    return [at_least(temperature, 0, "temperature", "set temperature >= 0 (0 = greedy; the paper samples at 0.7)"),
+            require(isinstance(top_p, (int, float)) and 0 < top_p <= 1, "top_p", f"is {top_p!r}, must be in (0, 1]",
+                    "set top_p in (0, 1] (1 = no nucleus cut; the paper: 0.9)"),
+            at_least(max_new_tokens, 1, "max_new_tokens", "set max_new_tokens to 1 or more")]
+
+
+def training_problems(lr: Any, min_lr: Any, warmup_steps: Any, epochs: Any, max_steps: Any, batch_size: Any,
+                      max_len: Any) -> list[Problem | None]:
+    """The rules of every training stage's optimisation settings."""
+    return [positive(lr, "lr"), at_least(min_lr, 0, "min_lr"),
+            require(positive(lr, "lr") is not None or not isinstance(min_lr, (int, float)) or min_lr <= lr, "min_lr",
+                    f"is {min_lr}, above lr={lr}", "set min_lr <= lr (the cosine schedule decays from lr to min_lr)"),
+            at_least(warmup_steps, 0, "warmup_steps"), at_least(epochs, 1, "epochs"),
+            require(max_steps == -1 or (isinstance(max_steps, int) and max_steps >= 1), "max_steps", f"is {max_steps!r}",
+                    "set max_steps=-1 (no cap: the epochs decide) or 1 or more"),
+            at_least(batch_size, 1, "batch_size"), at_least(max_len, 8, "max_len")]
+
+
+def model_path_problem(value: Any, key: str) -> Problem | None:
+    """A local model path must be a directory with a config.json; a hub name ("org/name") is left to the
+    loader (nothing is downloaded to check it). Catches a mistyped path before anything trains, instead of
+    transformers' "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"."""
+    text = str(value)
+    path = Path(text).expanduser()
+    local = path.is_absolute() or text.startswith((".", "~")) or path.exists()
+    if not local:
+        return None
+    if not path.is_dir():
+        return Problem(key, f"{text} is not a directory" if path.exists() else f"no such directory: {text}",
+                       f"set {key} to a model directory (with config.json) or a Hugging Face hub name")
+    return require((path / "config.json").is_file(), key, f"{text} has no config.json",
+                   f"point {key} at the directory save_pretrained() wrote")
 
 
 def check(*problems: Problem | None) -> None:
@@ -134,10 +184,32 @@ SELF_REWARDING_ONLY = ("train", "pairs", "prompts", "callbacks.self_reward")
 GROUPS_WITH_REQUIRED_VALUES = ("data", "model", "seed_sft", "train", "judge", "pairs", "prompts", "callbacks", "eval")
 
 
+def _run_level_problems(cfg: DictConfig) -> list[Problem | None]:
+    """Settings read by the loop itself rather than by one component: devices, evaluation, model paths."""
+    out: list[Problem | None] = []
+    devices = cfg.trainer.get("devices", 1) if "trainer" in cfg else 1
+    if not isinstance(devices, str):  # "auto" and device lists are Lightning's to read
+        out.append(at_least(devices, 1, "trainer.devices", "set trainer.devices to 1 or more (or auto)"))
+    if "eval" in cfg:
+        ev = cfg.eval
+        out += [at_least(ev.max_new_tokens, 1, "eval.max_new_tokens"), at_least(ev.batch_size, 1, "eval.batch_size"),
+                at_least(ev.judge_batch_size, 1, "eval.judge_batch_size"),
+                at_least(ev.get("sample_temperature", 0), 0, "eval.sample_temperature", "set it >= 0 (0 = greedy only)"),
+                require(0 < ev.get("sample_top_p", 1) <= 1, "eval.sample_top_p", f"is {ev.get('sample_top_p')}, must be in (0, 1]",
+                        "set eval.sample_top_p=0.9")]
+        if ev.get("judge_model"):
+            out.append(model_path_problem(ev.judge_model, "eval.judge_model"))
+    name = OmegaConf.select(cfg, "model.name_or_path", default=None)
+    if name is not None and not OmegaConf.is_missing(cfg.model, "name_or_path"):
+        out.append(model_path_problem(name, "model.name_or_path"))
+    return out
+
+
 def build_components(cfg: DictConfig) -> Components:
     """Instantiate every component of `cfg`; raise one ConfigError listing every problem found."""
     problems = [p for p in (require(cfg.loop.iterations >= 0, "loop.iterations", f"is {cfg.loop.iterations}, must be >= 0",
-                                    "set loop.iterations=2 for M2 and M3 as in the paper, 0 for M1 only"),) if p]
+                                    "set loop.iterations=2 for M2 and M3 as in the paper, 0 for M1 only"),
+                            *_run_level_problems(cfg)) if p]
     missing = [p for group in GROUPS_WITH_REQUIRED_VALUES if group in cfg for p in _missing(cfg, group)]
     problems += missing
 

@@ -13,6 +13,7 @@ from srlm_exp import distributed
 from srlm_exp.config import build_components
 from srlm_exp.models.loading import release_cached_memory
 from srlm_exp.models.shared_prefix import use_shared_prefix
+from srlm_exp.resume import check_resume
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
     use_shared_prefix(cfg.shared_prefix)
     components = build_components(cfg)  # every config problem, before anything is built
     out_dir, choices, overrides, sweep = job_identity(cfg)
+    changed = check_resume(out_dir, cfg) if distributed.is_main() else []  # never mix two configs in one job
     # Multi-device trainers: start every rank now (they all run the loop; see distributed.py).
     distributed.launch(cfg.trainer, multirun=sweep is not None)
     distributed.clear_failure_note(out_dir)
@@ -56,7 +58,7 @@ def run(cfg: DictConfig) -> dict:
         # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
         (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data_eft": bool(cfg.data.get("eft", True)),
-           "reference": cfg.train.get("reference"), "sweep": sweep}
+           "reference": cfg.train.get("reference"), "sweep": sweep, **({"resumed_with_changes": changed} if changed else {})}
     summary = Summary(out_dir / "summary.json", job)
     summary.save()
     tracker = Tracker(cfg, choices, out_dir, sweep)

@@ -177,18 +177,31 @@ def test_validate_every_option(group, option, smoke):
     ("model", "hf", "name_or_path"),
 ])
 @pytest.mark.parametrize("smoke", [False, True], ids=["full", "smoke"])
-def test_required_values_are_missing_until_given(group, option, key, smoke):
+def test_required_values_are_missing_until_given(group, option, key, smoke, tmp_path):
     cfg = compose(_option_overrides(group, option, smoke))
     assert OmegaConf.is_missing(cfg[group], key)
-    given = compose(_option_overrides(group, option, smoke) + [f"{group}.{key}=/some/where"])
+    given = compose(_option_overrides(group, option, smoke) + [f"{group}.{key}={_existing(key, tmp_path)}"])
     assert not OmegaConf.is_missing(given[group], key)
     validate(given)
 
 
-def test_model_hf_without_name_or_path_is_a_config_error():
+def _existing(key: str, tmp_path) -> str:
+    """A value the checks accept: a prompt file for `path`, a model directory for a model path."""
+    if key == "path":
+        (tmp_path / "prompts.jsonl").write_text('{"instruction": "What is the first letter of c a t?"}\n')
+        return str(tmp_path / "prompts.jsonl")
+    (tmp_path / "model").mkdir(exist_ok=True)
+    (tmp_path / "model" / "config.json").write_text("{}")
+    return str(tmp_path / "model")
+
+
+def test_model_hf_without_name_or_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"model\.name_or_path"):
         validate(compose(["model=hf"]))
-    validate(compose(["model=hf", "model.name_or_path=/models/llama"]))
+    with pytest.raises(ConfigError, match=r"model\.name_or_path: no such directory: /models/llama"):
+        validate(compose(["model=hf", "model.name_or_path=/models/llama"]))
+    validate(compose(["model=hf", f"model.name_or_path={_existing('name_or_path', tmp_path)}"]))
+    validate(compose(["model=hf", "model.name_or_path=Qwen/Qwen2-0.5B"]))  # a hub name: the loader's to resolve
 
 
 @pytest.mark.parametrize("option,key", [("fixed", "generator_path"), ("dataset", "path")])
@@ -364,7 +377,7 @@ class GradedSource(SeedData):
 
 
 def test_what_a_component_needs_is_asked_of_the_seed_data_by_capability_not_by_name():
-    cfg = compose(["model=hf", "model.name_or_path=/m", "judge=oracle", "prompts=self_instruct"])
+    cfg = compose(["model=hf", "model.name_or_path=org/m", "judge=oracle", "prompts=self_instruct"])
     cfg.data = OmegaConf.create({"_target_": f"{__name__}.GradedSource"})
     validate(cfg)  # the oracle judge only needs a grader
     cfg.prompts = compose(["prompts=world_pool"]).prompts

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from srlm_exp.config import ConfigError
 from srlm_exp.generation.prompts import (DatasetPrompts, InstructionPoolPrompts, NotEnoughPromptsError, PromptFilter,
                                          SelfInstructPrompts, parse_tasks)
 from srlm_exp.world.seed_data import TASK_LIST_HEADER, self_instruct_request
@@ -85,13 +86,14 @@ def test_world_pool_with_exact_novelty_refuses_repeats_and_never_draws_held_out(
     assert set(earlier) & set(world.seed_instructions())  # seed tasks may come again: only earlier prompts are refused
 
 
-def test_dataset_prompts_missing_file_and_missing_field(tmp_path):
-    with pytest.raises(FileNotFoundError, match="prompts.path"):
-        DatasetPrompts(path=str(tmp_path / "nope.jsonl")).produce(None, None, Seed(), [], random.Random(0))
+def test_dataset_prompts_file_is_checked_when_configured(tmp_path):
+    """Every problem with the file is found when the source is built, before M1 trains."""
+    with pytest.raises(ConfigError, match="nope.jsonl does not exist"):
+        DatasetPrompts(path=str(tmp_path / "nope.jsonl"))
     f = tmp_path / "p.jsonl"
     f.write_text('{"prompt": "What is 12 plus 30?"}\n{"text": "x"}\n')
-    with pytest.raises(ValueError, match="line 2"):
-        DatasetPrompts(path=str(f)).produce(None, None, Seed(), [], random.Random(0))
+    with pytest.raises(ConfigError, match="line 2 has no non-empty 'instruction' or 'prompt'"):
+        DatasetPrompts(path=str(f))
     f.write_text('{"prompt": "What is 12 plus 30?"}\n{"instruction": "Reverse the word c a t."}\n')
     assert DatasetPrompts(path=str(f)).produce(None, None, Seed(), [], random.Random(0)) == ["What is 12 plus 30?"]
     f.write_text('{"prompt": "Reverse the word c a t."}\n')

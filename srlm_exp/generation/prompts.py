@@ -6,14 +6,15 @@ request showed can never come back as "new" prompts.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import prompt_ids, raw_prompt_ids
+from srlm_exp.config import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.data.seed_data import InstructionPool, SeedData
 from srlm_exp.generation.rouge import NoveltyFilter
 from srlm_exp.generation.sampler import Sampling, sample
@@ -86,6 +87,10 @@ class SelfInstructPrompts:
                  requests_per_batch: int = 32, max_requests: int = 512, temperature: float = 0.6, top_p: float = 0.9,
                  max_new_tokens: int = 48, min_words: int = 3, max_words: int = 40, rouge_threshold: float = 0.7,
                  header: str = "Come up with a series of tasks and questions.", batch_size: int = 32, chat: bool = True):
+        check(at_least(n_prompts, 1, "n_prompts"), at_least(shots_from_seed, 1, "shots_from_seed"),
+              at_least(shots_from_generated, 0, "shots_from_generated"), at_least(requests_per_batch, 1, "requests_per_batch"),
+              at_least(max_requests, 1, "max_requests"), *sampling_problems(temperature, top_p, max_new_tokens),
+              *_filter_problems(min_words, max_words, rouge_threshold), at_least(batch_size, 1, "batch_size"))
         self.chat = chat
         self.n_prompts = n_prompts
         self.shots_from_seed, self.shots_from_generated = shots_from_seed, shots_from_generated
@@ -138,6 +143,7 @@ class FixedGeneratorPrompts(SelfInstructPrompts):
     """Self-instruct with a separate, fixed generator model (the paper used Llama 2-Chat 70B)."""
 
     def __init__(self, generator_path: str, **kwargs):
+        check(model_path_problem(generator_path, "generator_path"))
         super().__init__(**kwargs)
         self.generator_path = generator_path
 
@@ -149,26 +155,62 @@ class FixedGeneratorPrompts(SelfInstructPrompts):
         return gen, tok
 
 
+def _filter_problems(min_words, max_words, rouge_threshold) -> list[Problem | None]:
+    return [at_least(min_words, 1, "min_words"),
+            require(isinstance(max_words, int) and isinstance(min_words, int) and max_words >= min_words, "max_words",
+                    f"is {max_words!r}, below min_words={min_words!r}", "set max_words >= min_words"),
+            require(rouge_threshold is None or (isinstance(rouge_threshold, (int, float)) and 0 < rouge_threshold <= 1),
+                    "rouge_threshold", f"is {rouge_threshold!r}, must be in (0, 1] or null",
+                    "set rouge_threshold=0.7 (the paper's novelty filter) or null (exact repeats only)")]
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """The prompts of a JSONL file (`instruction` or `prompt` field per row), checked whole: every problem
+    with the file is a ConfigError on `path` naming the line, found before anything is trained."""
+    def bad(message: str, fix: str = "give a JSONL file, one {\"instruction\": ...} (or \"prompt\") object per line"):
+        return ConfigError([Problem("path", message, fix)])
+
+    if not path.is_file():
+        raise bad(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise bad(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    texts = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise bad(f"{path} line {i} is not JSON ({exc.msg})") from None
+        text = row.get("instruction", row.get("prompt")) if isinstance(row, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise bad(f"{path} line {i} has no non-empty 'instruction' or 'prompt' string")
+        texts.append(" ".join(text.split()))
+    if not texts:
+        raise bad(f"{path} holds no prompt (empty file)")
+    return texts
+
+
 class DatasetPrompts:
-    """Prompts read in order from a JSONL file (`instruction` or `prompt` field)."""
+    """Prompts read in order from a JSONL file (`instruction` or `prompt` field), read and checked when
+    the run is configured, not when AIFT(M1) starts."""
 
     def __init__(self, path: str, n_prompts: int = 64, min_words: int = 3, max_words: int = 200,
                  rouge_threshold: float = 0.7):
+        check(at_least(n_prompts, 1, "n_prompts"), *_filter_problems(min_words, max_words, rouge_threshold))
         self.path = Path(path)
+        self.texts = read_prompt_file(self.path)
         self.n_prompts, self.min_words, self.max_words, self.rouge_threshold = n_prompts, min_words, max_words, rouge_threshold
 
     def produce(self, model, tokenizer, seed_data: SeedData, earlier: Sequence[str], rng: random.Random) -> list[str]:
         seed = seed_data.seed_instructions()
-        if not self.path.exists():
-            raise FileNotFoundError(f"prompts.path={self.path} does not exist; give a JSONL file with an 'instruction' or 'prompt' field")
         filt = PromptFilter(list(seed) + list(earlier), self.min_words, self.max_words, self.rouge_threshold)
         new = []
-        for i, row in enumerate(read_jsonl(self.path)):
-            text = row.get("instruction", row.get("prompt"))
-            if text is None:
-                raise ValueError(f"{self.path} line {i + 1} has neither 'instruction' nor 'prompt'")
-            if filt.offer(" ".join(str(text).split())):
-                new.append(" ".join(str(text).split()))
+        for text in self.texts:
+            if filt.offer(text):
+                new.append(text)
             if len(new) == self.n_prompts:
                 break
         if not new:
@@ -186,6 +228,7 @@ class InstructionPoolPrompts:
     requires: ClassVar[tuple[type, ...]] = (InstructionPool,)
 
     def __init__(self, n_prompts: int = 64, rouge_threshold: float | None = 0.7, max_tries: int = 10_000):
+        check(at_least(n_prompts, 1, "n_prompts"), *_filter_problems(1, 1, rouge_threshold), at_least(max_tries, 1, "max_tries"))
         self.n_prompts, self.rouge_threshold, self.max_tries = n_prompts, rouge_threshold, max_tries
 
     def produce(self, model, tokenizer, seed_data: InstructionPool, earlier: Sequence[str], rng: random.Random) -> list[str]:

@@ -10,6 +10,7 @@ import re
 from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids
+from srlm_exp.config import at_least, check, require, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
 from srlm_exp.judging.records import Judgment
@@ -42,8 +43,12 @@ class Judge:
                 f"judge '{name}': template lacks the placeholder(s) {missing}; a judge template must contain "
                 f"{list(self.required_placeholders)} where the instruction and response(s) go"
             )
-        if num_judgments < 1:
-            raise ValueError(f"judge '{name}': num_judgments must be >= 1, got {num_judgments}")
+        lo_hi = list(score_range) if isinstance(score_range, Sequence) and len(score_range) == 2 else None
+        check(at_least(num_judgments, 1, "num_judgments", "set num_judgments to 1 or more (the paper: 3)"),
+              require(lo_hi is not None and all(isinstance(v, (int, float)) for v in lo_hi) and lo_hi[0] < lo_hi[1],
+                      "score_range", f"is {list(score_range)!r}, must be [low, high] with low < high",
+                      "set score_range=[0,5] (the additive rubric)"),
+              *sampling_problems(temperature, top_p, max_new_tokens))
         self.name = name
         self.template = template
         self.score_marker = score_marker

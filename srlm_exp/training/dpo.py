@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
-from srlm_exp.config import check, require
+from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.distributed import split_map
 from srlm_exp.models.lora import reference_context
 from srlm_exp.models.shared_prefix import available
@@ -124,7 +124,11 @@ class DPOStage:
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
               require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"),
-              require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"))
+              require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"),
+              # beta = 0 makes the loss a constant (log 2 for sigmoid): nothing would be learned.
+              positive(beta, "beta", "set beta > 0 (the paper's DPO: 0.1)"),
+              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
+              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
         self.nll_weight = nll_weight
         self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay

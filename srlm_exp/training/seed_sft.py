@@ -8,6 +8,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
+from srlm_exp.config import at_least, check, training_problems
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.batching import length_grouped_batches
 from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 class SeedSFTStage:
     def __init__(self, lr: float = 1e-3, min_lr: float = 2e-4, warmup_steps: int = 10, epochs: int = 3,
                  max_steps: int = -1, batch_size: int = 16, max_len: int = 768, weight_decay: float = 0.0):
+        check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
+              at_least(weight_decay, 0, "weight_decay"))
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len = epochs, max_steps, batch_size, max_len
 

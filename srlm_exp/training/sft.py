@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
+from srlm_exp.config import at_least, check, training_problems
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
@@ -50,6 +51,8 @@ class TopCandidateSFTStage:
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
                  epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int = 512, min_examples: int = 8,
                  weight_decay: float = 0.0):
+        check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
+              at_least(weight_decay, 0, "weight_decay"), at_least(min_examples, 1, "min_examples"))
         self.name, self.lr, self.min_lr, self.warmup_steps, self.weight_decay = name, lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 

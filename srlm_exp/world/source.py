@@ -12,10 +12,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.config import Problem, at_least, check, require
 from srlm_exp.data.seed_data import SeedData
 from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
-from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
+from srlm_exp.world.seed_data import N_SCORES, SELF_INSTRUCT_FAMILY, WorldSizes, build_world
 from srlm_exp.world.tasks import sample_task
 
 FILES = ("corpus", "ift", "eft_raw", "eval", "judge_eval")
@@ -27,7 +28,22 @@ class WorldSeedData(SeedData):
         self.seed = int(seed)
         self.use_eft = bool(eft)
         s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes)
+        known = set(WorldSizes.__dataclass_fields__)
+        check(*[Problem(f"sizes.{k}", "is not a size of the world", f"use one of {', '.join(sorted(known))}")
+                for k in s if k not in known])
         self.sizes = WorldSizes(**s)
+        z = self.sizes
+        check(at_least(z.ift, 1, "sizes.ift", "set sizes.ift >= 1: M1 learns its tasks from these rows (default 25600)"),
+              at_least(z.eval, 1, "sizes.eval", "set sizes.eval >= 1: the policy is evaluated on these"),
+              at_least(z.judge_eval, 1, "sizes.judge_eval", "set sizes.judge_eval >= 1: the judge is evaluated on these"),
+              at_least(z.eft, 1 if self.use_eft else 0, "sizes.eft",
+                       "set sizes.eft >= 1, or data.eft=false for the paper's no-EFT ablation"),
+              at_least(z.corpus, 0, "sizes.corpus"), at_least(z.self_instruct, 0, "sizes.self_instruct"),
+              require(1 <= z.eft_per_set <= N_SCORES, "sizes.eft_per_set", f"is {z.eft_per_set}, must be in 1..{N_SCORES}",
+                      "set sizes.eft_per_set=3 (one score per response; scores are 0..5)"),
+              require(2 <= z.candidates_per_judge_set <= N_SCORES, "sizes.candidates_per_judge_set",
+                      f"is {z.candidates_per_judge_set}, must be in 2..{N_SCORES}",
+                      "set sizes.candidates_per_judge_set=4 (ranked sets need 2+ responses of distinct scores)"))
         self.files: dict[str, Path] = {}
         self._held_out: frozenset[str] | None = None
 
