@@ -41,7 +41,7 @@ def raw_prompt_ids(tokenizer, text: str) -> list[int]:
     return ids
 
 
-def chat_example(tokenizer, instruction: str, response: str, max_len: int) -> ChatExample:
+def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_len_key: str = "max_len") -> ChatExample:
     """Tokenize a user/assistant exchange; the labels mask the prompt and keep the EOS.
 
     Raises TemplatePrefixError when the tokenized prompt is not a prefix of the tokenized
@@ -67,7 +67,8 @@ def chat_example(tokenizer, instruction: str, response: str, max_len: int) -> Ch
         # Templates that do not append EOS after the assistant turn: add it, or the model never stops.
         full_ids = full_ids + [tokenizer.eos_token_id]
     if len(p_ids) >= max_len:
-        raise ValueError(f"prompt of {len(p_ids)} tokens does not fit max_len={max_len}")
+        raise ValueError(f"a prompt of {len(p_ids)} tokens does not fit {max_len_key}={max_len}: raise {max_len_key} "
+                         f"(up to the model's context) or shorten the prompt ({instruction[:60]!r}...)")
     full_ids = full_ids[:max_len]
     labels = [IGNORE_INDEX] * len(p_ids) + full_ids[len(p_ids):]
     return ChatExample(full_ids, labels)

@@ -143,8 +143,8 @@ class DPOStage:
                 f"train.min_examples={self.min_examples} (see stats.json for prompts, ties and parse failures); "
                 "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
             )
-        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len),
-                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len)} for r in rows]
+        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len, "train.max_len"),
+                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len, "train.max_len")} for r in rows]
         ref_model = model if self.reference == "previous" else inputs.load_model(1)
         shared = available(model, "DPO", training=True)  # each pair's prompt forwarded once for chosen and rejected
 

@@ -37,7 +37,7 @@ class SeedSFTStage:
         tok = inputs.tokenizer
         ift = [{"instruction": r["instruction"], "response": r["response"]} for r in inputs.seed_data.ift()]
         eft = inputs.judge.eft_rows(inputs.seed_data) if with_eft else []
-        examples = [chat_example(tok, r["instruction"], r["response"], self.max_len) for r in ift + eft]
+        examples = [chat_example(tok, r["instruction"], r["response"], self.max_len, "seed_sft.max_len") for r in ift + eft]
         # The judge rows share the rubric: forwarded once per batch (the plain path where that cannot apply).
         prefix = shared_prefix(examples[len(ift):]) if eft and available(model, "SFT", training=True) else []
         log.info("M1: SFT on %d IFT + %d EFT examples%s", len(ift), len(eft),

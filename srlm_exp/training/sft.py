@@ -63,7 +63,7 @@ class TopCandidateSFTStage:
             row = PromptCandidates.from_json(row)
             best = top_candidate(row)
             if best is not None:
-                examples.append(chat_example(tok, row.instruction, best.text, self.max_len))
+                examples.append(chat_example(tok, row.instruction, best.text, self.max_len, "train.max_len"))
         if len(examples) < self.min_examples:
             raise RuntimeError(
                 f"iteration {inputs.iteration}: only {len(examples)} prompts have a scored candidate in "
