@@ -1,0 +1,144 @@
+"""REINFORCE with a leave-one-out baseline (RLOO): M(t) -> M(t+1) on the judged candidates themselves.
+
+Seed 004's policy gradient with the self-assigned score as the reward, in the RLOO form (Ahmadian et al.
+2024): each of a prompt's N sampled candidates is pushed up or down by its reward minus the mean reward
+of the prompt's *other* candidates, loss -(r_i - b_i) log pi(y_i | x). A per-sequence KL penalty to the
+reference (M(t), or M1) keeps the update near it: kl_coef * (log pi(y) - log pi_ref(y)), the sampled
+estimate of KL(pi || pi_ref) on these on-policy samples. Candidates whose judgments gave no valid score
+are left out (never a default reward); a prompt needs two scored candidates for a baseline.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import chat_example
+from srlm_exp.config import at_least, check, require, training_problems
+from srlm_exp.distributed import split_map
+from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.models.lora import reference_context
+from srlm_exp.training.base import PolicyModule
+from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.losses import token_logps
+from srlm_exp.training.shared_batches import label_logits
+from srlm_exp.training.stage import StageInputs
+
+REFERENCES = ("previous", "m1")
+
+
+def rloo_advantages(rewards: Sequence[float]) -> list[float]:
+    """Each reward minus the mean of the others (the leave-one-out baseline); needs two or more."""
+    n = len(rewards)
+    if n < 2:
+        raise ValueError(f"a leave-one-out baseline needs 2 or more rewards, got {n}")
+    total = sum(rewards)
+    return [r - (total - r) / (n - 1) for r in rewards]
+
+
+def rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(instruction, response, advantage) for every scored candidate of a prompt with 2+ of them, and
+    counts of what was left out and why."""
+    out, dropped = [], {"unscored_candidates": 0, "prompts_with_fewer_than_2_scored": 0}
+    for row in rows:
+        scored = [c for c in row.candidates if not math.isnan(c.score)]
+        dropped["unscored_candidates"] += len(row.candidates) - len(scored)
+        if len(scored) < 2:
+            dropped["prompts_with_fewer_than_2_scored"] += 1
+            continue
+        for c, a in zip(scored, rloo_advantages([c.score for c in scored])):
+            out.append({"instruction": row.instruction, "response": c.text, "reward": c.score, "advantage": a})
+    return out, dropped
+
+
+def sequence_logps(model, batch) -> torch.Tensor:
+    """Sum of the response tokens' log-probs, per row."""
+    logits, targets, rows = label_logits(model, batch)
+    per_token = token_logps(logits, targets)
+    return per_token.new_zeros(batch["input_ids"].shape[0]).index_add(0, rows, per_token)
+
+
+def rloo_loss(logps: torch.Tensor, ref_logps: torch.Tensor, advantages: torch.Tensor, kl_coef: float) -> torch.Tensor:
+    """Mean over the batch of -A * log pi(y) + kl_coef * (log pi(y) - log pi_ref(y))."""
+    return (-advantages * logps + kl_coef * (logps - ref_logps)).mean()
+
+
+def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    batch = collate_examples([i["example"] for i in items], pad_id)
+    batch["advantages"] = torch.tensor([i["advantage"] for i in items], dtype=torch.float32)
+    if "ref_logp" in items[0]:  # absent while the reference log-probs are being computed
+        batch["ref_logps"] = torch.tensor([i["ref_logp"] for i in items], dtype=torch.float32)
+    return batch
+
+
+class ReinforceModule(PolicyModule):
+    def __init__(self, model, kl_coef: float = 0.05, lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0,
+                 weight_decay: float = 0.0):
+        super().__init__(model)
+        self.save_hyperparameters(ignore=["model"])
+
+    def training_step(self, batch, batch_idx):
+        logps = sequence_logps(self.model, batch)
+        ref, adv = batch["ref_logps"].to(logps.dtype), batch["advantages"].to(logps.dtype)
+        loss = rloo_loss(logps, ref, adv, self.hparams.kl_coef)
+        log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
+        self.log("reinforce/loss", loss, prog_bar=True, **log)
+        self.log("reinforce/kl", (logps - ref).mean(), **log)
+        self.log("reinforce/advantage_abs", adv.abs().mean(), **log)
+        return loss
+
+
+class ReinforceStage:
+    """Builds the rollouts from candidates.jsonl, computes the reference log-probs, and fits the policy."""
+
+    def __init__(self, name: str = "reinforce", kl_coef: float = 0.05, reference: str = "previous", lr: float = 1e-5,
+                 min_lr: float = 1e-6, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1, batch_size: int = 16,
+                 max_len: int = 768, min_examples: int = 8, weight_decay: float = 0.0):
+        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
+                      f"choose one of {', '.join(REFERENCES)} (previous = M(t), m1 = fixed M1)"),
+              at_least(kl_coef, 0, "kl_coef", "set kl_coef >= 0 (0 = no KL penalty)"),
+              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
+              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
+        self.name, self.kl_coef, self.reference = name, kl_coef, reference
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        tok, t = inputs.tokenizer, inputs.iteration
+        rows = [PromptCandidates.from_json(r) for r in read_jsonl(inputs.data_dir / "candidates.jsonl")]
+        items, dropped = rollouts(rows)
+        if len(items) < self.min_examples:
+            raise RuntimeError(
+                f"iteration {t}: {len(items)} scored candidates with a leave-one-out baseline in {inputs.data_dir}/"
+                f"candidates.jsonl ({dropped}), fewer than train.min_examples={self.min_examples}; sample more "
+                "prompts or candidates, or lower train.min_examples")
+        for i in items:
+            i["example"] = chat_example(tok, i["instruction"], i["response"], self.max_len, "train.max_len")
+        ref_model = model if self.reference == "previous" else inputs.load_model(1)
+
+        @torch.no_grad()
+        def reference(part: list[dict]) -> list[float]:
+            was_training = ref_model.training
+            ref_model.eval()
+            device = next(ref_model.parameters()).device
+            out: list[float] = []
+            with reference_context(ref_model):
+                for s in range(0, len(part), self.batch_size):
+                    batch = {k: v.to(device) for k, v in _collate(part[s:s + self.batch_size], tok.pad_token_id).items()}
+                    out += sequence_logps(ref_model, batch).float().cpu().tolist()
+            ref_model.train(was_training)
+            return out
+
+        for item, lp in zip(items, split_map(reference, items)):
+            item["ref_logp"] = lp
+        if ref_model is not model:
+            inputs.release(ref_model)
+        loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
+                            collate_fn=lambda b: _collate(b, tok.pad_token_id))
+        module = ReinforceModule(model, kl_coef=self.kl_coef, lr=self.lr, min_lr=self.min_lr,
+                                 warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        return {"rollouts": len(items), **dropped}
