@@ -211,3 +211,13 @@ def test_python_dash_m(multirun: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "srlm_exp.report", str(tmp_path / "empty")],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "no summary.json found" in r.stderr
+
+
+def test_a_job_resumed_with_resume_anyway_is_the_same_variant(tmp_path: Path) -> None:
+    for i, overrides in enumerate((["seed=1"], ["resume_anyway=true", "seed=2"])):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(
+            {"job": {"choices": {"judge": "oracle"}, "overrides": overrides}, "status": "finished", "iterations": []}))
+    loaded, problems = load_jobs(find_summaries(tmp_path), tmp_path)
+    assert problems == [] and assign_variants(loaded) == ["all"]

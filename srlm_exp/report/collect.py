@@ -17,7 +17,10 @@ SUMMARY_NAME = "summary.json"
 # Per-job identifiers that differ between every job of a sweep without being a
 # setting; treating them as config would make every job its own variant.
 _JOB_IDENTIFIERS = {"num", "id", "name", "override_dirname", "dir", "output_dir", "run_dir",
-                    "host", "hostname", "date", "time", "timestamp", "start_time", "end_time"}
+                    "host", "hostname", "date", "time", "timestamp", "start_time", "end_time",
+                    # how a job was resumed, not what it is: a job resumed with resume_anyway=true is the
+                    # same variant as one run straight through
+                    "resume_anyway"}
 _MISSING = object()  # a key this job does not have (shown as "default" in labels)
 
 
@@ -69,6 +72,8 @@ def _config_and_seed(job: dict) -> tuple[dict[str, Any], Any]:
             continue
         key, val = ov.split("=", 1)
         key = key.lstrip("+~")
+        if key in _JOB_IDENTIFIERS:
+            continue
         if _is_seed(key):
             seed = val if seed is None else seed
         else:
