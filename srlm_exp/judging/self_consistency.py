@@ -1,0 +1,60 @@
+"""Self-consistency as the reward (Lee et al. 2025: the majority-vote filter that lets small transformers
+improve on their own): a candidate's score is the share of the prompt's *other* candidates that give the
+same answer, scaled to the judge's score range. No judge prompt is generated: the N samples vote.
+
+Answers are compared after normalisation (case, whitespace, a final period), or, with `answer_pattern`,
+by the first group of that regex (e.g. `The answer is ([^.]*)`), so that wording around the answer does not
+split the vote. A candidate with no other candidate to agree with has no score (missing, never 0).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Sequence
+
+from srlm_exp.config import check, require
+from srlm_exp.judging.judge import Judge
+from srlm_exp.judging.records import Judgment
+
+
+def normalized_answer(text: str, pattern: re.Pattern[str] | None = None) -> str:
+    if pattern is not None:
+        m = pattern.search(text)
+        text = m.group(1) if m is not None and m.groups() else (m.group(0) if m is not None else text)
+    return " ".join(text.lower().split()).rstrip(".").strip()
+
+
+def agreement_scores(answers: Sequence[str], low: float, high: float) -> list[float]:
+    """For each answer, low + (high - low) * (others with the same answer) / (others); NaN when alone."""
+    n = len(answers)
+    if n < 2:
+        return [math.nan] * n
+    return [low + (high - low) * (sum(b == a for b in answers) - 1) / (n - 1) for a in answers]
+
+
+class SelfConsistencyJudge(Judge):
+    uses_model = False
+
+    def __init__(self, *args, answer_pattern: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        try:
+            self.answer_pattern = re.compile(answer_pattern) if answer_pattern else None
+        except re.error as exc:
+            self.answer_pattern = None
+            check(require(False, "answer_pattern", f"is not a regular expression ({exc})",
+                          "set answer_pattern=null (whole responses) or a regex whose first group is the answer"))
+
+    def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
+              batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
+        out = []
+        for cands in candidates:
+            answers = [normalized_answer(c, self.answer_pattern) for c in cands]
+            scores = agreement_scores(answers, self.low, self.high)
+            out.append([Judgment([f"self-consistency: {sum(b == a for b in answers) - 1} of {len(answers) - 1} others "
+                                  f"agree. {self.score_marker} {s:.2f}"], [s]) for a, s in zip(answers, scores)])
+        return out
+
+    def model_judge(self) -> Judge:
+        # The model still learns and is evaluated as a judge with the template this option extends.
+        return Judge(self.name, self.template, self.score_marker, (self.low, self.high), self.num_judgments,
+                     self.sampling.temperature, self.sampling.top_p, self.sampling.max_new_tokens)
