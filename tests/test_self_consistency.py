@@ -29,7 +29,7 @@ def test_the_judge_scores_every_candidate_and_a_bad_pattern_is_a_config_error():
     [[a, b, c]] = judge.judge(None, None, ["What is 2+2?"], [["The answer is 4.", "Well. The answer is 4.", "The answer is 5."]])
     assert (a.score, b.score, c.score) == (2.5, 2.5, 0.0)  # one of two others agrees
     with pytest.raises(ConfigError, match="judge.answer_pattern"):
-        validate(compose(["judge=self_consistency", "judge.answer_pattern=(unclosed"]))
+        validate(compose(["judge=self_consistency", "judge.answer_pattern='a(b'"]))
 
 
 def test_smoke_loop_reaches_m3_with_self_consistency(tmp_path):
