@@ -34,7 +34,10 @@ def test_the_judge_scores_every_candidate_and_a_bad_pattern_is_a_config_error():
 
 def test_smoke_loop_reaches_m3_with_self_consistency(tmp_path):
     job = tmp_path / "job"
-    run_job(["debug=smoke", "logger=none", "judge=self_consistency", f"hydra.run.dir={job}"], tmp_path / "log")
+    # Pairs need a prompt whose samples partly agree: more prompts and samples than the smoke's 8 x 3, where a
+    # 64-wide model's samples are often all alike or all different (all ties, no pair; seen on 2 threads).
+    run_job(["debug=smoke", "logger=none", "judge=self_consistency", "prompts.n_prompts=32",
+             "callbacks.self_reward.n_candidates=6", f"hydra.run.dir={job}"], tmp_path / "log")
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
     row = json.loads((job / "iteration_2" / "candidates.jsonl").read_text().splitlines()[0])
