@@ -188,7 +188,7 @@ def _run_level_problems(cfg: DictConfig) -> list[Problem | None]:
     """Settings read by the loop itself rather than by one component: devices, evaluation, model paths."""
     out: list[Problem | None] = []
     devices = cfg.trainer.get("devices", 1) if "trainer" in cfg else 1
-    if not isinstance(devices, str):  # "auto" and device lists are Lightning's to read
+    if isinstance(devices, int) and not isinstance(devices, bool):  # "auto" and device lists are Lightning's to read
         out.append(at_least(devices, 1, "trainer.devices", "set trainer.devices to 1 or more (or auto)"))
     if "eval" in cfg:
         ev = cfg.eval
