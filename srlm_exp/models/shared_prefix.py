@@ -101,18 +101,23 @@ class _Level:
     _bias: Tensor | None = None
     _built: bool = False
 
+    def keep(self, device) -> Tensor:
+        """[G, m, P] bool: the prefix tokens each row attends (real tokens, rows that continue the prefix)."""
+        G, m = self.kv.groups, self.rows_per_group
+        P = next(iter(self.kv.keys.values())).shape[2]
+        keep = torch.ones(G, m, P, dtype=torch.bool, device=device)
+        if self.kv.mask is not None:
+            keep &= self.kv.mask[:, None, :]
+        if self.row_mask is not None:
+            keep &= self.row_mask.view(G, m, 1)
+        return keep
+
     def bias(self, device) -> Tensor | None:
         """[G, m, 1, 1, 1, P]: -inf on a prefix's padding and for rows that do not continue it."""
         if not self._built:
             self._built = True
             if self.kv.mask is not None or self.row_mask is not None:
-                G, m = self.kv.groups, self.rows_per_group
-                P = next(iter(self.kv.keys.values())).shape[2]
-                keep = torch.ones(G, m, P, dtype=torch.bool, device=device)
-                if self.kv.mask is not None:
-                    keep &= self.kv.mask[:, None, :]
-                if self.row_mask is not None:
-                    keep &= self.row_mask.view(G, m, 1)
+                keep = self.keep(device)
                 self._bias = torch.zeros(keep.shape, device=device).masked_fill_(~keep, float("-inf"))[:, :, None, None, None]
         return self._bias
 
@@ -136,13 +141,8 @@ class _Step:
             R = self.own_valid.shape[0]
             parts = []
             for level in self.levels:
-                G, m = level.kv.groups, level.rows_per_group
-                P = next(iter(level.kv.keys.values())).shape[2]
-                keep = torch.ones(G, m, P, dtype=torch.bool, device=device)
-                if level.kv.mask is not None:
-                    keep &= level.kv.mask[:, None, :]
-                if level.row_mask is not None:
-                    keep &= level.row_mask.view(G, m, 1)
+                keep = level.keep(device)
+                P = keep.shape[-1]
                 parts.append(keep.reshape(R, 1, P).expand(R, L, P))
             q_pos = torch.arange(self.start, self.start + L, device=device)
             k_pos = torch.arange(T, device=device)

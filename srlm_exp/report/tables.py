@@ -154,13 +154,15 @@ def oracle_gain_table(jobs, variants: list[str], metric: str = "eval.gt_score") 
         return None if first is None or last is None else last - first
 
     by_variant = {v: [g for j in jobs if j.variant == v and (g := gain(j)) is not None] for v in variants}
-    oracle = {v for v in variants for j in jobs if j.variant == v and format_value(j.config.get("judge")) == "oracle"}
+    config = {j.variant: j.config for j in jobs}  # the jobs of one variant share its settings
+    oracle = {v for v in variants if format_value(config[v].get("judge")) == "oracle"}
+
+    def without_judge(v):
+        return {k: format_value(x) for k, x in config[v].items() if k != "judge"}
 
     def matching_oracle(v):
-        job = next(j for j in jobs if j.variant == v)
-        rest = {k: format_value(x) for k, x in job.config.items() if k != "judge"}
-        found = [o for o in oracle if {k: format_value(x) for k, x in next(j for j in jobs if j.variant == o).config.items()
-                                       if k != "judge"} == rest]
+        """The oracle variant with v's other settings; the only oracle variant when none matches exactly."""
+        found = [o for o in oracle if without_judge(o) == without_judge(v)]
         return found[0] if len(found) == 1 else (next(iter(oracle)) if len(oracle) == 1 else None)
 
     rows = []

@@ -2,9 +2,12 @@
 FSDP sharding under trainer=fsdp."""
 from __future__ import annotations
 
-import pytorch_lightning as pl
+from typing import Any, Callable, Sequence
 
-from srlm_exp.models.lora import adapter_only, is_lora
+import pytorch_lightning as pl
+import torch
+
+from srlm_exp.models.lora import adapter_only, is_lora, reference_context
 from srlm_exp.training.optim import adamw_with_cosine
 from srlm_exp.training.sharding import is_sharded, shard
 
@@ -31,3 +34,20 @@ class PolicyModule(pl.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
+
+
+@torch.no_grad()
+def reference_pass(model, items: Sequence[Any], batch_size: int, collate: Callable[[list], dict],
+                   values: Callable[[Any, dict], torch.Tensor]) -> list[list[float]]:
+    """`values(model, batch)` ([items of the batch, k]) for every item, with `model` as the reference
+    policy: evaluation mode, and under LoRA its adapters disabled. The model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[float]] = []
+    with reference_context(model):
+        for s in range(0, len(items), batch_size):
+            batch = {k: v.to(device) for k, v in collate(list(items[s : s + batch_size])).items()}
+            out += values(model, batch).float().cpu().tolist()
+    model.train(was_training)
+    return out

@@ -16,11 +16,10 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.distributed import split_map
-from srlm_exp.models.lora import reference_context
 from srlm_exp.models.shared_prefix import available
-from srlm_exp.training.base import PolicyModule
-from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss, token_logps
-from srlm_exp.training.shared_batches import collate_pairs_with_prompts, label_logits
+from srlm_exp.training.base import PolicyModule, reference_pass
+from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss
+from srlm_exp.training.shared_batches import collate_pairs_with_prompts, response_logps
 from srlm_exp.training.stage import StageInputs
 
 log = logging.getLogger(__name__)
@@ -54,11 +53,7 @@ def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -
 def policy_logps(model, batch, loss_type: str, with_lengths: bool = False):
     """Sequence log-probs of the response tokens, all chosen then all rejected; per-token averages for
     the losses defined on them. With `with_lengths`, also each row's number of response tokens."""
-    logits, targets, rows = label_logits(model, batch)
-    n = batch["input_ids"].shape[0]
-    per_token = token_logps(logits, targets)
-    logps = per_token.new_zeros(n).index_add(0, rows, per_token)  # the sum over each row's response tokens
-    lengths = torch.bincount(rows, minlength=n).clamp(min=1)
+    logps, lengths = response_logps(model, batch)
     if length_averaged(loss_type):
         logps = logps / lengths
     if "prefix_ids" in batch:  # rows come as chosen_0, rejected_0, chosen_1, ...
@@ -66,21 +61,16 @@ def policy_logps(model, batch, loss_type: str, with_lengths: bool = False):
     return (logps, lengths) if with_lengths else logps
 
 
-@torch.no_grad()
 def compute_reference_logps(model, items: list[dict], pad_id: int, batch_size: int, loss_type: str,
                             shared_prompts: bool = False) -> None:
     """Fill item['ref_chosen'] / item['ref_rejected'] with the reference model's log-probs."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    with reference_context(model):
-        for s in range(0, len(items), batch_size):
-            chunk = items[s : s + batch_size]
-            batch = {k: v.to(device) for k, v in pair_batches(chunk, pad_id, shared_prompts).items()}
-            lp = policy_logps(model, batch, loss_type).float().cpu()
-            for k, i in enumerate(chunk):
-                i["ref_chosen"], i["ref_rejected"] = lp[k].item(), lp[len(chunk) + k].item()
-    model.train(was_training)
+    def chosen_and_rejected(m, batch):
+        lp = policy_logps(m, batch, loss_type)
+        return lp.view(2, -1).T  # chosen then rejected -> one (chosen, rejected) row per pair
+
+    refs = reference_pass(model, items, batch_size, lambda b: pair_batches(b, pad_id, shared_prompts), chosen_and_rejected)
+    for i, (chosen, rejected) in zip(items, refs):
+        i["ref_chosen"], i["ref_rejected"] = chosen, rejected
 
 
 class DPOModule(PolicyModule):

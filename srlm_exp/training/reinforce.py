@@ -20,11 +20,9 @@ from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, require, training_problems
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
-from srlm_exp.models.lora import reference_context
-from srlm_exp.training.base import PolicyModule
+from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
-from srlm_exp.training.losses import token_logps
-from srlm_exp.training.shared_batches import label_logits
+from srlm_exp.training.shared_batches import response_logps
 from srlm_exp.training.stage import StageInputs
 
 REFERENCES = ("previous", "m1")
@@ -54,13 +52,6 @@ def rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, Any]], di
     return out, dropped
 
 
-def sequence_logps(model, batch) -> torch.Tensor:
-    """Sum of the response tokens' log-probs, per row."""
-    logits, targets, rows = label_logits(model, batch)
-    per_token = token_logps(logits, targets)
-    return per_token.new_zeros(batch["input_ids"].shape[0]).index_add(0, rows, per_token)
-
-
 def rloo_loss(logps: torch.Tensor, ref_logps: torch.Tensor, advantages: torch.Tensor, kl_coef: float) -> torch.Tensor:
     """Mean over the batch of -A * log pi(y) + kl_coef * (log pi(y) - log pi_ref(y))."""
     return (-advantages * logps + kl_coef * (logps - ref_logps)).mean()
@@ -81,7 +72,7 @@ class ReinforceModule(PolicyModule):
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
-        logps = sequence_logps(self.model, batch)
+        logps = response_logps(self.model, batch)[0]
         ref, adv = batch["ref_logps"].to(logps.dtype), batch["advantages"].to(logps.dtype)
         loss = rloo_loss(logps, ref, adv, self.hparams.kl_coef)
         log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
@@ -119,20 +110,11 @@ class ReinforceStage:
             i["example"] = chat_example(tok, i["instruction"], i["response"], self.max_len, "train.max_len")
         ref_model = model if self.reference == "previous" else inputs.load_model(1)
 
-        @torch.no_grad()
-        def reference(part: list[dict]) -> list[float]:
-            was_training = ref_model.training
-            ref_model.eval()
-            device = next(ref_model.parameters()).device
-            out: list[float] = []
-            with reference_context(ref_model):
-                for s in range(0, len(part), self.batch_size):
-                    batch = {k: v.to(device) for k, v in _collate(part[s:s + self.batch_size], tok.pad_token_id).items()}
-                    out += sequence_logps(ref_model, batch).float().cpu().tolist()
-            ref_model.train(was_training)
-            return out
+        def reference(part: list[dict]) -> list[list[float]]:
+            return reference_pass(ref_model, part, self.batch_size, lambda b: _collate(b, tok.pad_token_id),
+                                  lambda m, batch: response_logps(m, batch)[0][:, None])
 
-        for item, lp in zip(items, split_map(reference, items)):
+        for item, (lp,) in zip(items, split_map(reference, items)):
             item["ref_logp"] = lp
         if ref_model is not model:
             inputs.release(ref_model)

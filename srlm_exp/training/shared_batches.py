@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from srlm_exp.chat import IGNORE_INDEX, ChatExample, pad_batch
+from srlm_exp.training.losses import token_logps
 
 
 def prompt_length(example: ChatExample) -> int:
@@ -132,3 +133,11 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss), from
     label_logits' logits and targets."""
     return F.cross_entropy(logits.float(), targets)
+
+
+def response_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the sum of its response tokens' log-probs, and how many response tokens it has (>= 1)."""
+    logits, targets, rows = label_logits(model, batch)
+    n = batch["input_ids"].shape[0]
+    per_token = token_logps(logits, targets)
+    return per_token.new_zeros(n).index_add(0, rows, per_token), torch.bincount(rows, minlength=n).clamp(min=1)
