@@ -67,8 +67,8 @@ def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_l
         # Templates that do not append EOS after the assistant turn: add it, or the model never stops.
         full_ids = full_ids + [tokenizer.eos_token_id]
     if len(p_ids) >= max_len:
-        raise ValueError(f"a prompt of {len(p_ids)} tokens does not fit {max_len_key}={max_len}: raise {max_len_key} "
-                         f"(up to the model's context) or shorten the prompt ({instruction[:60]!r}...)")
+        raise ValueError(f"a prompt of {len(p_ids)} tokens does not fit the {max_len} tokens of {max_len_key}: set "
+                         f"{max_len_key}=auto (the model's whole context) or shorten the prompt ({instruction[:60]!r}...)")
     full_ids = full_ids[:max_len]
     labels = [IGNORE_INDEX] * len(p_ids) + full_ids[len(p_ids):]
     return ChatExample(full_ids, labels)

@@ -71,6 +71,16 @@ def sampling_problems(temperature: Any, top_p: Any, max_new_tokens: Any) -> list
             at_least(max_new_tokens, 1, "max_new_tokens", "set max_new_tokens to 1 or more")]
 
 
+AUTO = "auto"  # a sequence budget that follows the model's context (models/context.py)
+
+
+def max_len_problem(value: Any, key: str = "max_len") -> Problem | None:
+    """A sequence budget is `auto` or a whole number of tokens >= 8."""
+    ok = value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 8)
+    return require(ok, key, f"is {value!r}, must be auto or a whole number >= 8",
+                   f"set {key}=auto (the model's context) or a token count")
+
+
 def training_problems(lr: Any, min_lr: Any, warmup_steps: Any, epochs: Any, max_steps: Any, batch_size: Any,
                       max_len: Any) -> list[Problem | None]:
     """The rules of every training stage's optimisation settings."""
@@ -80,7 +90,7 @@ def training_problems(lr: Any, min_lr: Any, warmup_steps: Any, epochs: Any, max_
             at_least(warmup_steps, 0, "warmup_steps"), at_least(epochs, 1, "epochs"),
             require(max_steps == -1 or (isinstance(max_steps, int) and max_steps >= 1), "max_steps", f"is {max_steps!r}",
                     "set max_steps=-1 (no cap: the epochs decide) or 1 or more"),
-            at_least(batch_size, 1, "batch_size"), at_least(max_len, 8, "max_len")]
+            at_least(batch_size, 1, "batch_size"), max_len_problem(max_len)]
 
 
 def model_path_problem(value: Any, key: str) -> Problem | None:
@@ -207,6 +217,8 @@ def _run_level_problems(cfg: DictConfig) -> list[Problem | None]:
 
 def build_components(cfg: DictConfig) -> Components:
     """Instantiate every component of `cfg`; raise one ConfigError listing every problem found."""
+    from srlm_exp.models.context import context_problems  # (it imports this module)
+
     problems = [p for p in (require(cfg.loop.iterations >= 0, "loop.iterations", f"is {cfg.loop.iterations}, must be >= 0",
                                     "set loop.iterations=2 for M2 and M3 as in the paper, 0 for M1 only"),
                             *_run_level_problems(cfg)) if p]
@@ -235,6 +247,8 @@ def build_components(cfg: DictConfig) -> Components:
         extra = {"ground_truth": seed_data} if GroundTruth in requires else {}
         built[name], errs = _instantiate(cfg, key, **extra)
         problems += errs
+    if not problems:  # the model's context is read only once the rest is known to be sound
+        problems += context_problems(cfg, built["judge"])
     check(*problems)
     return Components(**built)
 

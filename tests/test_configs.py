@@ -20,6 +20,7 @@ from conftest import CONF_DIR, REPO, compose, config_groups
 from srlm_exp.config import ConfigError, validate
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.judging.judge import Judge, JudgeTemplateError
+from srlm_exp.models import random_init
 from srlm_exp.pairs.rules import PairChoice
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 from srlm_exp.world.source import WorldSeedData
@@ -190,8 +191,8 @@ def _existing(key: str, tmp_path) -> str:
     if key == "path":
         (tmp_path / "prompts.jsonl").write_text('{"instruction": "What is the first letter of c a t?"}\n')
         return str(tmp_path / "prompts.jsonl")
-    (tmp_path / "model").mkdir(exist_ok=True)
-    (tmp_path / "model" / "config.json").write_text("{}")
+    if not (tmp_path / "model").is_dir():
+        random_init.save_random_model("gpt2", random_init.world_texts(), tmp_path / "model")
     return str(tmp_path / "model")
 
 

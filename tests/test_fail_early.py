@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from conftest import compose, run_job
 from srlm_exp.config import ConfigError
 from srlm_exp.main import run
+from srlm_exp.models import random_init
 from srlm_exp.resume import check_resume
 
 
@@ -31,6 +32,18 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
     files["keyless"].write_text('{"text": "What is the first letter of c a t?"}\n')
     files["a_dir"].mkdir()
     return files
+
+
+@pytest.fixture(scope="module")
+def foreign_models(tmp_path_factory) -> dict[str, str]:
+    """Hugging Face checkpoints a user might point model.name_or_path at: a GPT-2 of 1,024 positions, one
+    of 128 (too short for the judge prompt), and a directory whose config.json is not a model config."""
+    root, texts = tmp_path_factory.mktemp("foreign"), random_init.world_texts()
+    random_init.save_random_model("gpt2", texts, root / "gpt2")
+    random_init.save_random_model("gpt2", texts, root / "gpt2_short", shape=random_init.Shape(positions=128))
+    (root / "not_a_model").mkdir()
+    (root / "not_a_model" / "config.json").write_text("{}")
+    return {name: str(root / name) for name in ("gpt2", "gpt2_short", "not_a_model")}
 
 
 # (overrides, the key the message must name); {name} is filled with a bad file from _bad_files.
@@ -73,6 +86,13 @@ CATALOGUE = [
     (["prompts.n_prompts=0"], "prompts.n_prompts"),
     (["prompts=self_instruct", "prompts.max_words=2"], "prompts.max_words"),  # below min_words
     (["judge=holistic5", "judge.top_p=0"], "judge.top_p"),
+    (["train.max_len=long"], "train.max_len"),                             # auto or a token count
+    (["model=hf", "model.name_or_path={not_a_model}"], "model.name_or_path"),  # config.json without a model_type
+    (["model=hf", "model.name_or_path={gpt2}", "seed_sft.max_len=4096"], "seed_sft.max_len"),  # beyond 1,024 positions
+    (["model=hf", "model.name_or_path={gpt2}", "train.max_len=2048"], "train.max_len"),
+    (["model=hf", "model.name_or_path={gpt2}", "seed_sft.max_len=64"], "seed_sft.max_len"),  # EFT rows cannot fit
+    (["model=hf", "model.name_or_path={gpt2}", "eval.max_new_tokens=1024"], "eval.max_new_tokens"),  # no room for a prompt
+    (["model=hf", "model.name_or_path={gpt2_short}"], "judge.template"),   # the judge prompt exceeds 128 positions
 ]
 
 
@@ -94,8 +114,8 @@ def test_the_catalogue_has_at_least_25_cases():
 
 
 @pytest.mark.parametrize("overrides,key", CATALOGUE, ids=[" ".join(o) for o, _ in CATALOGUE])
-def test_bad_input_is_refused_before_anything_runs(overrides, key, existing_job, tmp_path, monkeypatch):
-    files = {k: str(v) for k, v in _bad_files(tmp_path).items()}
+def test_bad_input_is_refused_before_anything_runs(overrides, key, existing_job, foreign_models, tmp_path, monkeypatch):
+    files = {k: str(v) for k, v in _bad_files(tmp_path).items()} | foreign_models
     overrides = [o.format(tmp=tmp_path, **files) for o in overrides]
     before = _files(existing_job)
     import srlm_exp.loop

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from srlm_exp.chat import pad_batch
+from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Samplin
 
 
 def _check_length(model, prompts, sampling: Sampling, desc: str) -> None:
-    max_pos = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    max_pos = context_length(model.config)
     longest = max(len(p) for p in prompts)
     if max_pos is not None and longest + sampling.max_new_tokens > max_pos:
         raise ValueError(

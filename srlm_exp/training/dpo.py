@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
 from srlm_exp.config import at_least, check, positive, require, training_problems
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.distributed import split_map
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule, reference_pass
@@ -109,7 +110,7 @@ class DPOStage:
 
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
-                 batch_size: int = 16, max_len: int = 512, min_examples: int = 8, weight_decay: float = 0.0,
+                 batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0,
                  nll_weight: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
@@ -133,8 +134,9 @@ class DPOStage:
                 f"train.min_examples={self.min_examples} (see stats.json for prompts, ties and parse failures); "
                 "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
             )
-        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], self.max_len, "train.max_len"),
-                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], self.max_len, "train.max_len")} for r in rows]
+        max_len = sequence_budget(self.max_len, model, "train.max_len")
+        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len"),
+                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], max_len, "train.max_len")} for r in rows]
         ref_model = model if self.reference == "previous" else inputs.load_model(1)
         shared = available(model, "DPO", training=True)  # each pair's prompt forwarded once for chosen and rejected
 

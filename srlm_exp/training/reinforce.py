@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, require, training_problems
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
@@ -87,7 +88,7 @@ class ReinforceStage:
 
     def __init__(self, name: str = "reinforce", kl_coef: float = 0.05, reference: str = "previous", lr: float = 1e-5,
                  min_lr: float = 1e-6, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1, batch_size: int = 16,
-                 max_len: int = 768, min_examples: int = 8, weight_decay: float = 0.0):
+                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t), m1 = fixed M1)"),
               at_least(kl_coef, 0, "kl_coef", "set kl_coef >= 0 (0 = no KL penalty)"),
@@ -106,8 +107,9 @@ class ReinforceStage:
                 f"iteration {t}: {len(items)} scored candidates with a leave-one-out baseline in {inputs.data_dir}/"
                 f"candidates.jsonl ({dropped}), fewer than train.min_examples={self.min_examples}; sample more "
                 "prompts or candidates, or lower train.min_examples")
+        max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
-            i["example"] = chat_example(tok, i["instruction"], i["response"], self.max_len, "train.max_len")
+            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")
         ref_model = model if self.reference == "previous" else inputs.load_model(1)
 
         def reference(part: list[dict]) -> list[list[float]]:

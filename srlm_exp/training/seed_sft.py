@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, training_problems
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.batching import length_grouped_batches
 from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class SeedSFTStage:
     def __init__(self, lr: float = 1e-3, min_lr: float = 2e-4, warmup_steps: int = 10, epochs: int = 3,
-                 max_steps: int = -1, batch_size: int = 16, max_len: int = 768, weight_decay: float = 0.0):
+                 max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", weight_decay: float = 0.0):
         check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
               at_least(weight_decay, 0, "weight_decay"))
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
@@ -37,7 +38,8 @@ class SeedSFTStage:
         tok = inputs.tokenizer
         ift = [{"instruction": r["instruction"], "response": r["response"]} for r in inputs.seed_data.ift()]
         eft = inputs.judge.eft_rows(inputs.seed_data) if with_eft else []
-        examples = [chat_example(tok, r["instruction"], r["response"], self.max_len, "seed_sft.max_len") for r in ift + eft]
+        max_len = sequence_budget(self.max_len, model, "seed_sft.max_len")
+        examples = [chat_example(tok, r["instruction"], r["response"], max_len, "seed_sft.max_len") for r in ift + eft]
         # The judge rows share the rubric: forwarded once per batch (the plain path where that cannot apply).
         prefix = shared_prefix(examples[len(ift):]) if eft and available(model, "SFT", training=True) else []
         log.info("M1: SFT on %d IFT + %d EFT examples%s", len(ift), len(eft),

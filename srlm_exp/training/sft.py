@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, training_problems
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
@@ -49,7 +50,7 @@ class TopCandidateSFTStage:
     the same ranking DPO's pairs come from (identical samples merged, their judgments pooled)."""
 
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
-                 epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int = 512, min_examples: int = 8,
+                 epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8,
                  weight_decay: float = 0.0):
         check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
               at_least(weight_decay, 0, "weight_decay"), at_least(min_examples, 1, "min_examples"))
@@ -58,12 +59,12 @@ class TopCandidateSFTStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, data_dir = inputs.tokenizer, inputs.data_dir
-        examples = []
+        examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
         for row in read_jsonl(data_dir / "candidates.jsonl"):
             row = PromptCandidates.from_json(row)
             best = top_candidate(row)
             if best is not None:
-                examples.append(chat_example(tok, row.instruction, best.text, self.max_len, "train.max_len"))
+                examples.append(chat_example(tok, row.instruction, best.text, max_len, "train.max_len"))
         if len(examples) < self.min_examples:
             raise RuntimeError(
                 f"iteration {inputs.iteration}: only {len(examples)} prompts have a scored candidate in "
