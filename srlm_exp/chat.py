@@ -68,7 +68,8 @@ def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_l
         full_ids = full_ids + [tokenizer.eos_token_id]
     if len(p_ids) >= max_len:
         raise ValueError(f"a prompt of {len(p_ids)} tokens does not fit the {max_len} tokens of {max_len_key}: set "
-                         f"{max_len_key}=auto (the model's whole context) or shorten the prompt ({instruction[:60]!r}...)")
+                         f"{max_len_key}=auto (the model's whole context), use a model with a longer context (model=tiny: "
+                         f"model.architecture.max_position_embeddings), or shorten the prompt ({instruction[:60]!r}...)")
     full_ids = full_ids[:max_len]
     labels = [IGNORE_INDEX] * len(p_ids) + full_ids[len(p_ids):]
     return ChatExample(full_ids, labels)
