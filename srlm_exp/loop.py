@@ -72,7 +72,7 @@ class Loop:
                     self.train(t, models, phases if makes_data else None)
             elif makes_data and not distributed.share_from_main(lambda: aift_done(self.iteration_dir(t + 1))):
                 model = models.load(t)
-                self.make_aift(t, model, tokenizer, phases)
+                self.make_aift(t, model, tokenizer, phases, models)
                 release(model)
             self.record(t, evaluator, phases)
         log.info("job finished in %.1f s", time.time() - t0)
@@ -104,7 +104,8 @@ class Loop:
         saved = SaveModelCallback(models.model_dir(t), models.tokenizer, rebuild=partial(models.load, t - 1, True))
         callbacks: list[pl.Callback] = [saved]
         if phases is not None:
-            callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases),
+            callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases,
+                                                        models=models),
                                                 saved))
         stage = self.c.seed_sft if t == 1 else self.c.train_stage
         trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
@@ -128,13 +129,14 @@ class Loop:
                                tokenizer=models.tokenizer, judge=self.c.judge.model_judge(),
                                batch_size=self.cfg.eval.judge_batch_size)
 
-    def make_aift(self, t: int, model, tokenizer, phases: PhaseLog) -> dict:
+    def make_aift(self, t: int, model, tokenizer, phases: PhaseLog, models: ModelStore) -> dict:
         """AIFT(M(t)) into iteration t+1, with every prompt of earlier iterations as known prompts."""
         earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / "prompts.jsonl").exists()
                    for r in read_jsonl(self.iteration_dir(k) / "prompts.jsonl")]
         return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
                          prompt_source=self.c.prompt_source, sampler=self.c.sampler, judge=self.c.judge,
-                         pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases)
+                         pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,
+                         models=models)
 
     # --- evaluation -----------------------------------------------------------------------------
     def record(self, t: int, evaluator: Evaluator, phases: PhaseLog) -> None:

@@ -15,6 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.generation.aift import make_aift
+from srlm_exp.generation.candidates import CandidateSampler
+from srlm_exp.judging.judge import Judge
 from srlm_exp.generation.prompts import InstructionPoolPrompts
 from srlm_exp.judging.records import Judgment
 from srlm_exp.pairs.rules import best_vs_worst
@@ -200,10 +202,10 @@ def test_resume_after_a_stop_while_pairing_aift_m2(smoke_run, tmp_path):
         (smoke_run / "iteration_3/model/model.safetensors").read_bytes(), "M3 differs from the uninterrupted run's"
 
 
-class _StubSampler:
+class _StubSampler(CandidateSampler):
     """Candidates without a model: the same texts for every prompt."""
 
-    n_candidates, batch_size = 4, 8
+    n_candidates, batch_size, candidate_models = 4, 8, []
 
     def __init__(self, texts):
         self.texts = texts
@@ -212,8 +214,10 @@ class _StubSampler:
         return [list(self.texts) for _ in prompts]
 
 
-class _StubJudge:
+class _StubJudge(Judge):
     """One judgment per candidate with a given score."""
+
+    model_path = None
 
     def __init__(self, scores):
         self.scores = scores
@@ -241,7 +245,7 @@ def _make_aift(out: Path, texts_and_scores=None) -> list[dict]:
     texts_and_scores = texts_and_scores or [(f"answer {i}", s) for i, s in enumerate([4.0, 1.0, 4.0, 1.0])]
     make_aift(None, _StubTokenizer(), out_dir=out, iteration=2, seed=0, prompt_source=InstructionPoolPrompts(n_prompts=8),
               sampler=_StubSampler([t for t, _ in texts_and_scores]), judge=_StubJudge([s for _, s in texts_and_scores]),
-              pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], phases=PhaseLog())
+              pair_rule=best_vs_worst, seed_data=_Seed(), earlier_prompts=[], phases=PhaseLog(), models=None)
     return read_jsonl(out / "pairs.jsonl")
 
 

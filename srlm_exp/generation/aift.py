@@ -31,33 +31,35 @@ def aift_done(out_dir: Path) -> bool:
 
 
 def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: CandidateSampler, judge,
-                      seed_data: SeedData, batch_size: int) -> list[PromptCandidates]:
-    """Sample every prompt's candidates, judge each K times, and grade it where the seed data can."""
+                      seed_data: SeedData, models, iteration: int) -> list[PromptCandidates]:
+    """Sample every prompt's candidates, judge each K times, and grade it where the seed data can.
+    `models` (the run's ModelStore) loads what the sampler and the judge need besides M(t) = `model`."""
     if world_size() > 1:
         log.info("rank %d of %d: sampling and judging %d prompts", rank(), world_size(), len(prompts))
-    cands = sampler.sample(model, tokenizer, prompts)
-    judged = judge.judge(model, tokenizer, prompts, cands, batch_size=batch_size, desc="judging")
+    cands, sources = sampler.sample_in_loop(model, tokenizer, prompts, models)
+    judged = judge.judge_in_loop(model, tokenizer, prompts, cands, models, iteration, batch_size=sampler.batch_size)
     graded = isinstance(seed_data, GroundTruth)
     rows = []
-    for k, (prompt, texts, judgments) in enumerate(zip(prompts, cands, judged)):
+    for k, (prompt, texts, judgments, row_sources) in enumerate(zip(prompts, cands, judged, sources)):
         entries, family = [], None
-        for text, judgment in zip(texts, judgments):
+        for text, judgment, source in zip(texts, judgments, row_sources):
             gt = seed_data.grade(prompt, text) if graded else None
             family = family or (gt.family if gt is not None else None)
             entries.append(JudgedCandidate(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), judgment,
                                            graded=graded, gt_score=None if gt is None else gt.score,
-                                           gt_correct=None if gt is None else gt.correct))
+                                           gt_correct=None if gt is None else gt.correct, source=source))
         rows.append(PromptCandidates(k, prompt, entries, family))
     return rows
 
 
 def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, prompt_source, sampler: CandidateSampler,
               judge, pair_rule: PairRule, seed_data: SeedData, earlier_prompts: Sequence[str],
-              phases: PhaseLog) -> dict[str, Any]:
+              phases: PhaseLog, models) -> dict[str, Any]:
     """Write AIFT(M(t)) into `out_dir` (M(t+1)'s iteration dir) with `model` = M(t); return its stats.
 
     `earlier_prompts` are every prompt of earlier iterations (new prompts must differ from them);
-    `phases` records the time of each phase that runs."""
+    `phases` records the time of each phase that runs; `models` (the run's ModelStore) loads any model
+    besides M(t) that sampling or judging needs."""
     out = Path(out_dir)
     # Separate streams: a resumed job that reads prompts back must still break pair ties the same way.
     prompt_rng = random.Random(f"self-reward-prompts:{seed}:{iteration}")
@@ -79,7 +81,7 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
     if not share_from_main((out / "candidates.jsonl").exists):
         with phases.phase("candidates_and_judging"):
             rows = split_map(lambda part: judged_candidates(model, tokenizer, part, sampler, judge, seed_data,
-                                                            sampler.batch_size), prompts)
+                                                            models, iteration), prompts)
             for k, row in enumerate(rows):
                 row.prompt_id = k
             if is_main():

@@ -10,7 +10,7 @@ import re
 from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import at_least, check, require, sampling_problems
+from srlm_exp.config import at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
 from srlm_exp.judging.records import Judgment
@@ -36,6 +36,7 @@ class Judge:
         temperature: float = 0.7,
         top_p: float = 0.9,
         max_new_tokens: int = 40,
+        model_path: str | None = None,
     ):
         missing = [p for p in self.required_placeholders if p not in template]
         if missing:
@@ -48,7 +49,11 @@ class Judge:
               require(lo_hi is not None and all(isinstance(v, (int, float)) for v in lo_hi) and lo_hi[0] < lo_hi[1],
                       "score_range", f"is {list(score_range)!r}, must be [low, high] with low < high",
                       "set score_range=[0,5] (the additive rubric)"),
-              *sampling_problems(temperature, top_p, max_new_tokens))
+              *sampling_problems(temperature, top_p, max_new_tokens),
+              require(model_path is None or self.uses_model, "model_path", f"is {model_path!r}, but {name} judges "
+                      "without a model", "set model_path=null, or choose a judge prompt (e.g. judge=additive5)"),
+              model_path_problem(model_path, "model_path") if model_path is not None else None)
+        self.model_path = None if model_path is None else str(model_path)
         self.name = name
         self.template = template
         self.score_marker = score_marker
@@ -95,6 +100,20 @@ class Judge:
             for t in judgments:
                 out[p][c].add(t, self.parse(t))
         return out
+
+    def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
+                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+        """Judge AIFT(M(t)) candidates (t = `iteration`): with the policy itself, as the paper does, or with
+        the frozen judge model at `model_path` and its own tokenizer (a teacher, as in Zephyr's AIF).
+        `models` is the run's ModelStore (judges that need other models load them through it)."""
+        if self.model_path is None:
+            return self.judge(policy, tokenizer, instructions, candidates, batch_size=batch_size, desc="judging")
+        teacher, teacher_tokenizer = models.load_checkpoint(self.model_path)
+        try:
+            return self.judge(teacher, teacher_tokenizer, instructions, candidates, batch_size=batch_size,
+                              desc="judging (teacher)")
+        finally:
+            models.release(teacher)
 
     def model_judge(self) -> "Judge":
         """The judge with which the model itself is trained (EFT) and evaluated as a judge."""

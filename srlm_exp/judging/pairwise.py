@@ -42,9 +42,9 @@ class PairwiseJudge(Judge):
     required_placeholders = ("<INSTRUCTION_HERE>", "<RESPONSE_A_HERE>", "<RESPONSE_B_HERE>")
 
     def __init__(self, name: str, template: str, preference_marker: str = "Better:", num_judgments: int = 1,
-                 temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 40):
+                 temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 40, model_path: str | None = None):
         super().__init__(name, template, score_range=(0, SCALE), num_judgments=num_judgments,
-                         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+                         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, model_path=model_path)
         self.preference_marker = preference_marker
 
     @property

@@ -63,13 +63,14 @@ class JudgedCandidate:
     graded: bool = False          # whether the seed data has a grader (then `gt_score`, `gt_correct` are written)
     gt_score: float | None = None
     gt_correct: bool | None = None
+    source: str = "policy"        # which model sampled it: the policy M(t), or a candidate model's path
 
     @property
     def score(self) -> float:
         return self.judgment.score
 
     def to_json(self) -> dict[str, Any]:
-        row = {"text": self.text, "length": self.length, "judgments": list(self.judgment.texts),
+        row = {"text": self.text, "source": self.source, "length": self.length, "judgments": list(self.judgment.texts),
                "judgment_scores": [_to_json_number(s) for s in self.judgment.scores],
                "score": _to_json_number(self.score)}
         if self.graded:
@@ -80,7 +81,7 @@ class JudgedCandidate:
     def from_json(cls, row: dict[str, Any]) -> "JudgedCandidate":
         judgment = Judgment(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
         return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"),
-                   gt_correct=row.get("gt_correct"))
+                   gt_correct=row.get("gt_correct"), source=row.get("source", "policy"))
 
 
 @dataclass
@@ -124,7 +125,7 @@ def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandida
         m = merged.get(c.text)
         if m is None:
             merged[c.text] = JudgedCandidate(c.text, c.length, Judgment(list(c.judgment.texts), list(c.judgment.scores)),
-                                             c.graded, c.gt_score, c.gt_correct)
+                                             c.graded, c.gt_score, c.gt_correct, c.source)
         else:
             m.judgment = Judgment(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
     return list(merged.values())

@@ -132,4 +132,12 @@ class ModelStore:
                 model = apply_lora(model, c.lora)
         return model.to(self.device)
 
+    def load_checkpoint(self, path: str | Path) -> tuple[Any, Any]:
+        """Another model than the run's (a teacher judge, a candidate model): frozen, in evaluation mode,
+        with its own tokenizer and chat template, in the run's dtype and on its device."""
+        c = self.cfg
+        tokenizer = load_tokenizer(path, trust_remote_code=c.trust_remote_code)
+        model = load_model(path, tokenizer, dtype=c.dtype, trust_remote_code=c.trust_remote_code)
+        return model.eval().to(self.device), tokenizer
+
     release = staticmethod(release)
