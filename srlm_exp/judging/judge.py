@@ -116,5 +116,10 @@ class Judge:
             models.release(teacher)
 
     def model_judge(self) -> "Judge":
-        """The judge with which the model itself is trained (EFT) and evaluated as a judge."""
-        return self
+        """The judge with which the model itself is trained (EFT) and evaluated as a judge: this one, or, for
+        an option that scores candidates without generating judgments (oracle, self-consistency, implicit
+        reward), the judge prompt that option extends."""
+        if self.uses_model:
+            return self
+        return Judge(self.name, self.template, self.score_marker, (self.low, self.high), self.num_judgments,
+                     self.sampling.temperature, self.sampling.top_p, self.sampling.max_new_tokens)

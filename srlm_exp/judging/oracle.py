@@ -30,8 +30,3 @@ class OracleJudge(Judge):
                 row.append(Judgment([text], [math.nan if g is None else float(g.score)]))
             out.append(row)
         return out
-
-    def model_judge(self) -> Judge:
-        # The model still learns and is evaluated with the (paper's) template this option extends.
-        return Judge(self.name, self.template, self.score_marker, (self.low, self.high), self.num_judgments,
-                     self.sampling.temperature, self.sampling.top_p, self.sampling.max_new_tokens)

@@ -53,8 +53,3 @@ class SelfConsistencyJudge(Judge):
             out.append([Judgment([f"self-consistency: {sum(b == a for b in answers) - 1} of {len(answers) - 1} others "
                                   f"agree. {self.score_marker} {s:.2f}"], [s]) for a, s in zip(answers, scores)])
         return out
-
-    def model_judge(self) -> Judge:
-        # The model still learns and is evaluated as a judge with the template this option extends.
-        return Judge(self.name, self.template, self.score_marker, (self.low, self.high), self.num_judgments,
-                     self.sampling.temperature, self.sampling.top_p, self.sampling.max_new_tokens)

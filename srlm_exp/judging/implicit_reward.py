@@ -1,0 +1,69 @@
+"""The DPO implicit reward as the judge (CREAM, Wang et al. 2025): a candidate's score is
+beta * (log pi_t(y|x) - log pi_{t-1}(y|x)), the reward the step M(t-1) -> M(t) implicitly learned, with
+M(t-1) as the reference (M0 when judging AIFT(M1)). No judgment is generated and no judge prompt is read:
+the policy ranks its own candidates by how much its last training step raised their likelihood.
+
+Log-probabilities are summed over the response tokens (and EOS), as in the DPO loss. The model is still
+trained (EFT) and evaluated as a judge with the prompt this option extends.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from srlm_exp.chat import chat_example
+from srlm_exp.config import check, positive
+from srlm_exp.judging.judge import Judge
+from srlm_exp.judging.records import Judgment
+from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.shared_batches import response_logps
+
+
+def implicit_rewards(policy_logps: Sequence[float], reference_logps: Sequence[float], beta: float) -> list[float]:
+    """beta * (log pi_t - log pi_{t-1}) for each candidate."""
+    return [beta * (p - r) for p, r in zip(policy_logps, reference_logps, strict=True)]
+
+
+@torch.no_grad()
+def sequence_logps(model, examples, pad_id: int, batch_size: int) -> list[float]:
+    """The summed response log-probability of every example under `model` (evaluation mode, restored after)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for s in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate_examples(examples[s : s + batch_size], pad_id).items()}
+        out += response_logps(model, batch)[0].float().cpu().tolist()
+    model.train(was_training)
+    return out
+
+
+class ImplicitRewardJudge(Judge):
+    uses_model = False  # generates no judgment (judge.model_path does not apply)
+
+    def __init__(self, *args, beta: float = 0.1, **kwargs):
+        check(positive(beta, "beta", "set beta > 0 (it scales the reward; the ranking does not depend on it)"))
+        super().__init__(*args, **kwargs)
+        self.beta = beta
+
+    def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
+        raise TypeError(f"judge={self.name} needs M(t-1) as well as M(t): it judges only in the loop (judge_in_loop)")
+
+    def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
+                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+        max_len = sequence_budget("auto", policy, "judge")
+        jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
+        examples = [chat_example(tokenizer, instructions[p], candidates[p][c], max_len, "judge") for p, c in jobs]
+        policy_lp = sequence_logps(policy, examples, tokenizer.pad_token_id, batch_size)
+        reference = models.load(iteration - 1)
+        try:
+            reference_lp = sequence_logps(reference, examples, tokenizer.pad_token_id, batch_size)
+        finally:
+            models.release(reference)
+        rewards = implicit_rewards(policy_lp, reference_lp, self.beta)
+        out: list[list[Judgment]] = [[Judgment() for _ in cands] for cands in candidates]
+        for (p, c), lp, ref, r in zip(jobs, policy_lp, reference_lp, rewards):
+            out[p][c].add(f"implicit reward: {self.beta} * ({lp:.3f} - {ref:.3f}) = {r:.4f}. {self.score_marker} {r:.4f}", r)
+        return out
