@@ -38,7 +38,7 @@ def test_json_codec_round_trips_and_writes_null_for_missing():
     row = PromptCandidates(3, "Add 2 and 3.", [cand("The answer is 5.", 5, NAN, gt=5), cand("six", NAN, NAN, gt=None)])
     data = row.to_json()
     text = json.dumps(data, allow_nan=False)  # no NaN reaches a file
-    assert data["candidates"][0] == {"text": "The answer is 5.", "length": 4, "judgments": ["j0", "j1"],
+    assert data["candidates"][0] == {"text": "The answer is 5.", "source": "policy", "length": 4, "judgments": ["j0", "j1"],
                                      "judgment_scores": [5, None], "score": 5.0, "gt_score": 5, "gt_correct": True}
     assert data["candidates"][1]["score"] is None and data["judge_parse_rate"] == 0.25
     back = PromptCandidates.from_json(json.loads(text))
@@ -46,6 +46,9 @@ def test_json_codec_round_trips_and_writes_null_for_missing():
     ungraded = cand("x", 1, graded=False).to_json()
     assert "gt_score" not in ungraded and JudgedCandidate.from_json(ungraded).graded is False
     assert PromptCandidates(0, "q", [cand("x", 1, graded=False)]).to_json().get("family", "absent") == "absent"
+    assert JudgedCandidate.from_json({**ungraded, "source": "/models/teacher"}).source == "/models/teacher"
+    del ungraded["source"]  # candidates.jsonl written before sources were tagged: the policy's
+    assert JudgedCandidate.from_json(ungraded).source == "policy"
     with_family = PromptCandidates(0, "q", [cand("x", 1, gt=5)], family="length").to_json()
     assert with_family["family"] == "length" and PromptCandidates.from_json(with_family).family == "length"
 
