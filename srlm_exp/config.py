@@ -19,7 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp.data.seed_data import GroundTruth
+from srlm_exp.data.seed_data import GroundTruth, RankedResponses
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,8 @@ def _capability_problems(cfg: DictConfig, key: str, seed_data: Any) -> list[Prob
     return out
 
 
+# Components that use a capability of the seed data get it as this constructor argument.
+CAPABILITY_ARGUMENTS = {GroundTruth: "ground_truth", RankedResponses: "ranked_data"}
 # Used only by self-rewarding iterations: with loop.iterations=0 (M1 only) what they need is not checked.
 SELF_REWARDING_ONLY = ("train", "pairs", "prompts", "callbacks.self_reward")
 GROUPS_WITH_REQUIRED_VALUES = ("data", "model", "seed_sft", "train", "judge", "pairs", "prompts", "callbacks", "eval")
@@ -242,9 +244,9 @@ def build_components(cfg: DictConfig) -> Components:
                 problems += lacking
                 continue
         requires = getattr(get_object(OmegaConf.select(cfg, key)._target_), "requires", ())
-        if GroundTruth in requires and seed_data is None:
+        if any(c in CAPABILITY_ARGUMENTS for c in requires) and seed_data is None:
             continue  # the seed data's own problems are reported above
-        extra = {"ground_truth": seed_data} if GroundTruth in requires else {}
+        extra = {CAPABILITY_ARGUMENTS[c]: seed_data for c in requires if c in CAPABILITY_ARGUMENTS}
         built[name], errs = _instantiate(cfg, key, **extra)
         problems += errs
     if not problems:  # the model's context is read only once the rest is known to be sound

@@ -58,7 +58,7 @@ class Loop:
                                             self.cfg.seed)
             tokenizer = load_tokenizer(m0_dir, self.cfg.model.chat_template, self.cfg.model.trust_remote_code)
         models = ModelStore(self.cfg.model, tokenizer, self.device,
-                            lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model")
+                            lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model", run_dir=self.out)
         evaluator = Evaluator(self.cfg.eval, self.seed_data, self.c.judge, tokenizer, models.load, release,
                               self.iteration_dir, self.device)
         self.record(0, evaluator, m0_phases)

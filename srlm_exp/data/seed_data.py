@@ -73,6 +73,14 @@ class GroundTruth(Protocol):
 
 
 @runtime_checkable
+class RankedResponses(Protocol):
+    """Seed data with ranked response sets to train a reward model on, apart from the held-out ones."""
+
+    def ranked_sets(self) -> list[dict[str, Any]]:
+        """Training sets: {"instruction", "responses", "scores"} (higher = better; equal scores are ties)."""
+
+
+@runtime_checkable
 class InstructionPool(Protocol):
     """Seed data that can draw fresh instructions of its own tasks (an unlabeled prompt set)."""
 

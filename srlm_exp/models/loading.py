@@ -112,9 +112,10 @@ class ModelStore:
     """Loads the run's models, always the same way: M(t) from its directory with the run's tokenizer,
     dtype and device; trainable ones with gradient checkpointing and fresh LoRA adapters as configured."""
 
-    def __init__(self, model_cfg, tokenizer, device: torch.device, model_dir):
+    def __init__(self, model_cfg, tokenizer, device: torch.device, model_dir, run_dir: Path | None = None):
         self.cfg, self.tokenizer, self.device = model_cfg, tokenizer, device
         self.model_dir = model_dir  # t -> the directory of M(t)
+        self.run_dir = run_dir      # the job's directory (for models a judge trains, e.g. a reward model)
 
     def load(self, t: int, trainable: bool = False) -> Any:
         return self.load_path(self.model_dir(t), trainable)

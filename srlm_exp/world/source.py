@@ -66,6 +66,17 @@ class WorldSeedData(SeedData):
             return []
         return read_jsonl(self.files["eft_raw"])
 
+    def ranked_sets(self) -> list[dict[str, Any]]:
+        """The EFT sets (several responses to one instruction, grader-scored) as ranked sets, whether or not
+        EFT is used; the held-out judge sets are never among them."""
+        sets: list[dict[str, Any]] = []
+        for r in read_jsonl(self.files["eft_raw"]):
+            if not sets or sets[-1]["instruction"] != r["instruction"]:
+                sets.append({"instruction": r["instruction"], "responses": [], "scores": []})
+            sets[-1]["responses"].append(r["response"])
+            sets[-1]["scores"].append(r["score"])
+        return sets
+
     def eft_preference_pairs(self) -> list[dict[str, Any]]:
         """EFT for pairwise judges: within each EFT set, each response against the next one of another score."""
         if not self.use_eft:
