@@ -107,3 +107,32 @@ def test_configured_header_is_the_one_the_world_teaches():
 
     conf = yaml.safe_load((Path(__file__).parents[1] / "conf" / "prompts" / "self_instruct.yaml").read_text())
     assert conf["header"] == TASK_LIST_HEADER and conf["chat"] is True
+
+
+def test_seed_004_instruction_generator_request_and_reply():
+    from srlm_exp.generation.prompts import InstructionGeneratorPrompts
+
+    gen = InstructionGeneratorPrompts(shots_from_seed=3, shots_from_generated=1)
+    seed = [f"Seed task number {i}." for i in range(10)]
+    text = gen.request(seed, ["An earlier generated task."], random.Random(0))
+    assert text.startswith("You are an intelligent instruction generator.")
+    examples = [line[2:] for line in text.splitlines() if line.startswith("- ")]
+    assert len(examples) == 4 and "An earlier generated task." in examples and set(examples) - {"An earlier generated task."} <= set(seed)
+    assert text.endswith("Now, please generate one new instruction:")
+    assert gen.parse("\n  - Write the word c a t backwards.  \nmore text") == ["Write the word c a t backwards."]
+    assert gen.parse("   \n") == []
+    with pytest.raises(ConfigError, match="template"):
+        InstructionGeneratorPrompts(template="no examples slot")
+
+
+def test_smoke_loop_reaches_m3_with_the_seed_004_instruction_generator(tmp_path):
+    import json
+
+    from conftest import run_job
+
+    # The world's M(t) never learned this request (its IFT teaches the paper's <task> format), so its
+    # "instructions" are not world tasks: the oracle cannot grade them, the model's own judge still scores them.
+    out = tmp_path / "run"
+    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={out}", "prompts=instruction_generator"], tmp_path / "run.log")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]

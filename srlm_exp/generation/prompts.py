@@ -100,11 +100,16 @@ class SelfInstructPrompts:
         self.header = header
         self.batch_size = batch_size
 
-    def request(self, seed: Sequence[str], generated: Sequence[str], rng: random.Random) -> str:
+    def shots(self, seed: Sequence[str], generated: Sequence[str], rng: random.Random) -> list[str]:
+        """The request's examples: earlier generated prompts where there are some, the rest from the seed."""
         k_gen = min(self.shots_from_generated, len(generated))
         shots = rng.sample(list(seed), min(len(seed), self.shots_from_seed + self.shots_from_generated - k_gen))
         shots += rng.sample(list(generated), k_gen)
         rng.shuffle(shots)
+        return shots
+
+    def request(self, seed: Sequence[str], generated: Sequence[str], rng: random.Random) -> str:
+        shots = self.shots(seed, generated, rng)
         text = self.header + "\n" + "\n".join(f"<task>{s}</task>" for s in shots)
         return text if self.chat else text + "\n<task>"
 
@@ -126,17 +131,54 @@ class SelfInstructPrompts:
                                          batch_size=self.batch_size, desc="prompts")]
             requests += n
             for out in outs:
-                for task in parse_tasks(out, opened=not self.chat):
+                for task in self.parse(out):
                     if len(new) < self.n_prompts and filt.offer(task):
                         new.append(task)
         log.info("prompts: %d new from %d requests (rejected %s)", len(new), requests, filt.rejected)
         if not new:
             raise NotEnoughPromptsError(
                 f"no usable prompt after {requests} few-shot requests (rejected: {filt.rejected}); "
-                "the generator may not follow the <task> format: try prompts=fixed with a stronger generator, "
-                "prompts=dataset, or raise prompts.max_requests"
+                f"the generator may not follow the {self.reply_format} format: try prompts=fixed with a stronger "
+                "generator, prompts=dataset, or raise prompts.max_requests"
             )
         return new
+
+    reply_format = "<task>"
+
+    def parse(self, new_text: str) -> list[str]:
+        """The prompts one reply holds."""
+        return parse_tasks(new_text, opened=not self.chat)
+
+
+SEED_004_TEMPLATE = """You are an intelligent instruction generator. Your task is to generate new, challenging instructions for training a large language model. The instructions should be as diverse as possible, covering different domains and difficulties.
+Here are some examples of instructions:
+<EXAMPLES_HERE>
+Now, please generate one new instruction:"""
+
+
+class InstructionGeneratorPrompts(SelfInstructPrompts):
+    """Seed 004's instruction-generation prompt: the current model is asked, as a user turn, for one new
+    instruction after a few examples drawn from the seed instructions (and earlier generated prompts);
+    its reply's first non-empty line is the instruction. Same length and novelty filters as self-instruct."""
+
+    reply_format = "one-instruction reply"
+
+    def __init__(self, template: str = SEED_004_TEMPLATE, **kwargs):
+        check(require("<EXAMPLES_HERE>" in template, "template", "lacks <EXAMPLES_HERE>",
+                      "put <EXAMPLES_HERE> where the example instructions go"))
+        super().__init__(chat=True, **kwargs)
+        self.template = template
+
+    def request(self, seed: Sequence[str], generated: Sequence[str], rng: random.Random) -> str:
+        shots = self.shots(seed, generated, rng)
+        return self.template.replace("<EXAMPLES_HERE>", "\n".join(f"- {s}" for s in shots))
+
+    def parse(self, new_text: str) -> list[str]:
+        for line in new_text.splitlines():
+            line = " ".join(line.strip().removeprefix("- ").split())
+            if line:
+                return [line]
+        return []
 
 
 class FixedGeneratorPrompts(SelfInstructPrompts):
