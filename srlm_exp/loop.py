@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from srlm_exp import distributed
 from srlm_exp.artifacts import read_jsonl, write_json
 from srlm_exp.config import Components
+from srlm_exp.data.distill import Distilled, DistillTools
 from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT
 from srlm_exp.evaluation.evaluator import Evaluator
 from srlm_exp.generation.aift import aift_done, make_aift
@@ -97,6 +98,8 @@ class Loop:
         """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model,
         the fit's callback makes AIFT(M(t)) with it."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
+        if t == 1 and isinstance(self.seed_data, Distilled):  # dSFT: the teacher writes M1's IFT responses
+            distributed.share_from_main(lambda: self.seed_data.distill(DistillTools(models.load_checkpoint, release)))
         if t == 1 and isinstance(self.seed_data, ModelJudgedEFT):
             self.seed_data.build_eft(self.eft_tools(models))
         model = models.load(t - 1, trainable=True)
