@@ -99,3 +99,6 @@ def test_smoke_loop_reaches_m3_with_the_composite_reward(tmp_path):
     for k in ("preference", "expected_form", "nothing_extraneous", "length", "format"):
         assert f"[{k}: " in text
     assert "share" in (tmp_path / "run.log").read_text()
+    report = summary["iterations"][2]["judge_report"]["components"]  # per iteration, in the summary (and W&B)
+    assert set(report) == {"preference", "expected_form", "nothing_extraneous", "length", "format"}
+    assert sum(v["share"] for v in report.values()) == pytest.approx(1.0)

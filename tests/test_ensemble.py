@@ -65,3 +65,6 @@ def test_smoke_loop_reaches_m3_with_an_ensemble(tmp_path):
     row = read_jsonl(out / "iteration_2" / "candidates.jsonl")[0]
     text = row["candidates"][0]["judgments"][0]
     assert "[additive5:" in text and "[holistic5:" in text and "disagreement" in text
+    for t in (2, 3):  # the disagreement of each AIFT set reaches the summary (and W&B)
+        report = summary["iterations"][t]["judge_report"]
+        assert report["members"] == ["additive5", "holistic5"] and report["mean_disagreement"] >= 0

@@ -85,6 +85,9 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
             for k, row in enumerate(rows):
                 row.prompt_id = k
             if is_main():
+                report = judge.loop_report()  # under DDP: rank 0's share of the prompts
+                if report is not None:
+                    write_json(out / "judge_report.json", report)
                 write_jsonl(out / "candidates.jsonl", [r.to_json() for r in rows])
 
     def pairs_phase() -> dict[str, Any]:
@@ -92,6 +95,8 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
             return json.loads((out / "stats.json").read_text())
         judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / "candidates.jsonl")]
         pairs, stats = build_pairs(judged, pair_rule, pair_rng)
+        if (out / "judge_report.json").exists():  # the judge's own figures: into the summary and W&B
+            stats["judge_report"] = json.loads((out / "judge_report.json").read_text())
         write_jsonl(out / "pairs.jsonl", pairs)
         write_json(out / "stats.json", stats)
         log.info("iteration %d data: %d prompts, %d pairs (%s)", iteration, len(prompts), len(pairs),

@@ -7,8 +7,9 @@ tokens (a penalty with a negative weight), and a format-validity check (1 when t
 matches a regex, else 0). The weights name the components one to one.
 
 A candidate that any component could not score has no composite score (missing, never a default). Each
-candidate's judgment text keeps every component's score; every iteration logs each component's mean and
-its share of the final score (mean |weight x score| over the sum of those means).
+candidate's judgment text keeps every component's score; every iteration logs and reports (stats.json and
+the summary: `judge_report`) each component's mean and its share of the final score (mean |weight x score|
+over the sum of those means).
 """
 from __future__ import annotations
 
@@ -135,6 +136,9 @@ class CompositeJudge(Judge):
                 for k, w in weights.items()))
         self.components, self.weights = dict(components), {k: float(weights[k]) for k in components}
         self.last_report: dict[str, dict] = {}
+
+    def loop_report(self) -> dict | None:
+        return {"components": self.last_report} if self.last_report else None
 
     def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
         raise TypeError(f"judge={self.name} combines components that judge in the loop (judge_in_loop)")

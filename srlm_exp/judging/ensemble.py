@@ -6,7 +6,7 @@ Each member's score is first mapped linearly from its own range onto the ensembl
 judgment of a candidate is left out of that candidate's combination; a candidate no member scored has no
 score. The raw judgments of every member, each member's score and the members' disagreement (the
 standard deviation of their mapped scores) are kept in the candidate's judgment text, and the mean
-disagreement of an AIFT set is logged.
+disagreement of an AIFT set is logged and reported (stats.json and the summary: `judge_report`).
 """
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ class EnsembleJudge(Judge):
               require(len(members) >= 2, "members", f"has {len(members)} judge(s)",
                       "give at least two judges (e.g. judge/additive5 and judge/holistic5 in conf/judge/ensemble.yaml)"))
         self.members, self.how = dict(members), combine
+        self.last_report: dict | None = None
+
+    def loop_report(self) -> dict | None:
+        return self.last_report
 
     def _combined(self, per_member: dict[str, list[list[Judgment]]]) -> list[list[Judgment]]:
         names = list(per_member)
@@ -66,6 +70,7 @@ class EnsembleJudge(Judge):
                 text = f"{' '.join(parts)} {self.how} {value:.3f}, disagreement {spread:.3f}. {self.score_marker} {value:.3f}"
                 judged.append(Judgment([text], [value]))
             out.append(judged)
+        self.last_report = {"members": names, "mean_disagreement": statistics.fmean(spreads) if spreads else None}
         if spreads:
             log.info("ensemble of %s: mean disagreement %.3f (std of the members' scores on the %g-%g scale)",
                      ", ".join(names), statistics.fmean(spreads), self.low, self.high)

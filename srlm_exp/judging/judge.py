@@ -115,6 +115,10 @@ class Judge:
         finally:
             models.release(teacher)
 
+    def loop_report(self) -> dict | None:
+        """What this judge reports about its last judge_in_loop call (components, disagreement), or None."""
+        return None
+
     def model_judge(self) -> "Judge":
         """The judge with which the model itself is trained (EFT) and evaluated as a judge: this one, or, for
         an option that scores candidates without generating judgments (oracle, self-consistency, implicit
