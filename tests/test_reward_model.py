@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,12 @@ import torch
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.config import ConfigError, validate
-from srlm_exp.judging.reward_model import HEAD_FILE, RewardModel, ranked_pair_loss, ranked_pairs
+from srlm_exp.data.oasst import OasstSeedData
+from srlm_exp.data.seed_data import RankedResponses
+from srlm_exp.judging.reward_model import HEAD_FILE, RewardModel, RewardModelJudge, ranked_pair_loss, ranked_pairs
+from srlm_exp.world.source import WorldSeedData
+
+OASST_FIXTURE = Path(__file__).parent / "fixtures" / "oasst" / "oasst1_sample.jsonl"
 
 
 def test_every_differently_ranked_pair_of_a_group_and_no_tie():
@@ -54,17 +60,46 @@ def test_grouped_and_shuffled_pairs_give_the_same_loss(tmp_path):
     assert grouped.item() == pytest.approx(torch.stack(one_by_one).mean().item(), abs=1e-6)
 
 
+class UnrankedWorld(WorldSeedData):
+    """Seed data without ranked sets (the world with that capability taken away)."""
+
+    ranked_sets = None
+
+
 def test_bad_settings_and_data_without_rankings_are_config_errors():
     with pytest.raises(ConfigError, match=r"judge\.init"):
         validate(compose(["debug=smoke", "judge=reward_model", "judge.init=m7"]))
-    with pytest.raises(ConfigError, match="RankedResponses"):
-        validate(compose(["judge=reward_model", "data=oasst", "prompts=fixed", "prompts.generator_path=x/y",
-                          "model=hf", "model.name_or_path=org/model"]))
+    with pytest.raises(ConfigError, match="judge=reward_model needs RankedResponses"):
+        validate(compose(["debug=smoke", "judge=reward_model", "data._target_=test_reward_model.UnrankedWorld"]))
+    validate(compose(["debug=smoke", "judge=reward_model"]))  # the world offers its EFT sets
 
 
-def test_smoke_loop_judged_by_a_reward_model(tmp_path):
+def test_open_assistant_offers_its_human_ranked_sets_apart_from_the_held_out_ones(tmp_path):
+    data = OasstSeedData("oasst", str(OASST_FIXTURE), seed=0, sizes={"ift": 4, "eval": 2, "judge_eval": 2}).build(tmp_path)
+    assert isinstance(data, RankedResponses)
+    sets = data.ranked_sets()
+    assert sets and all(len(set(s["scores"])) >= 1 and len(s["responses"]) == len(s["scores"]) for s in sets)
+    held_out = {s["instruction"] for s in data.judge_eval_sets()}
+    assert not held_out & {s["instruction"] for s in sets}
+
+
+def test_retraining_needs_a_grader():
+    class RankedOnly:
+        def ranked_sets(self):
+            return []
+
+    with pytest.raises(ConfigError, match="retrain_each_iteration"):
+        RewardModelJudge("reward_model", "<INSTRUCTION_HERE> <RESPONSE_HERE>", ranked_data=RankedOnly(),
+                         retrain_each_iteration=True)
+
+
+@pytest.mark.parametrize("retrain", [False, True], ids=["frozen", "retrained"])
+def test_smoke_loop_judged_by_a_reward_model(retrain, tmp_path):
     out = tmp_path / "run"
-    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={out}", "judge=reward_model"], tmp_path / "run.log")
+    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={out}", "judge=reward_model",
+             f"judge.retrain_each_iteration={str(retrain).lower()}"], tmp_path / "run.log")
+    # Retrained: AIFT(M2) is judged by a reward model trained further on AIFT(M1)'s grader-ranked candidates.
+    assert (out / "iteration_3" / "reward_model" / HEAD_FILE).exists() == retrain
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
     rm_dir = out / "reward_model"

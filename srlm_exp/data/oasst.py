@@ -392,6 +392,11 @@ class OasstSeedData(SeedData):
     def eft_candidates(self) -> list[dict[str, Any]]:
         return read_jsonl(self.files["eft_candidates"])
 
+    def ranked_sets(self) -> list[dict[str, Any]]:
+        """Human-ranked reply sets for a reward model (RankedResponses): the EFT candidates, never the
+        held-out judge_eval trees."""
+        return self.eft_candidates()
+
     def build_eft(self, tools: EFTJudgingTools) -> None:
         """Make data/eft_graded.jsonl (once: a resumed job finds it): the IFT-only model judges every
         ranked set K times and the sets it orders like the humans become EFT rows."""

@@ -1,5 +1,7 @@
 """A trained reward model as the judge (InstructGPT): a scalar head on a causal-LM backbone, trained
-once, before the loop's first judging, on ranked response sets, then frozen.
+once, before the loop's first judging, on ranked response sets, then frozen (or, with
+`retrain_each_iteration`, trained further before each later iteration on the previous AIFT candidates
+ranked by the world's grader, the analogue of InstructGPT's new comparisons).
 
 Training follows InstructGPT: all C(K,2) pairs of one prompt's K ranked responses are in the same batch
 (ties dropped), each response forwarded once, and the loss is -mean log sigmoid(r_w - r_l) over the
@@ -24,15 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlm_exp import distributed
-from srlm_exp.artifacts import atomic_path
+from srlm_exp.artifacts import atomic_path, read_jsonl
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, positive, require
-from srlm_exp.data.seed_data import RankedResponses
+from srlm_exp.data.seed_data import GroundTruth, RankedResponses
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.models.loading import is_model_dir, load_model
+from srlm_exp.models.loading import is_model_dir, load_model, release
 from srlm_exp.training.batching import collate_examples
 
 log = logging.getLogger(__name__)
@@ -92,10 +94,14 @@ class RewardModelJudge(Judge):
     requires: ClassVar[tuple[type, ...]] = (RankedResponses,)
 
     def __init__(self, *args, ranked_data: RankedResponses, init: str = "m1", lr: float = 1e-4, epochs: int = 1,
-                 sets_per_batch: int = 16, **kwargs):
+                 sets_per_batch: int = 16, retrain_each_iteration: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         check(require(init in INITS, "init", f"is {init!r}", f"choose one of {', '.join(INITS)} (the backbone's start)"),
-              positive(lr, "lr"), at_least(epochs, 1, "epochs"), at_least(sets_per_batch, 1, "sets_per_batch"))
+              positive(lr, "lr"), at_least(epochs, 1, "epochs"), at_least(sets_per_batch, 1, "sets_per_batch"),
+              require(not retrain_each_iteration or isinstance(ranked_data, GroundTruth), "retrain_each_iteration",
+                      "needs seed data that grades the new candidates (a GroundTruth grader)",
+                      "set retrain_each_iteration=false, or use data=world"))
+        self.retrain_each_iteration = bool(retrain_each_iteration)
         self.ranked_data, self.init, self.lr, self.epochs, self.sets_per_batch = ranked_data, init, lr, epochs, sets_per_batch
 
     def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
@@ -112,40 +118,59 @@ class RewardModelJudge(Judge):
     def train(self, models) -> Path:
         """Train the reward model into `<run>/reward_model` (read back when it exists); return its directory."""
         out = models.run_dir / "reward_model"
-        if is_model_dir(out):
-            return out
-        tokenizer = models.tokenizer
-        backbone = models.load(0 if self.init == "m0" else 1)
-        reward_model = RewardModel(backbone).train()
-        max_len = sequence_budget("auto", backbone, "judge")
-        sets = [s for s in self.ranked_data.ranked_sets() if len(set(s["scores"])) > 1]
+        if not is_model_dir(out):
+            backbone = models.load(0 if self.init == "m0" else 1)
+            self._fit(RewardModel(backbone), models.tokenizer, self.ranked_data.ranked_sets(), out,
+                      f"from {self.init.upper()} on the seed data's ranked sets")
+        return out
+
+    def retrain(self, models, iteration: int, previous: Path) -> Path:
+        """The reward model of AIFT(M(t)), t = `iteration` >= 2: the previous one trained further on
+        AIFT(M(t-1))'s candidates, ranked by the grader (InstructGPT's new comparisons on the current
+        policy's samples); into `iteration_{t+1}/reward_model` (read back when it exists)."""
+        out = models.run_dir / f"iteration_{iteration + 1}" / "reward_model"
+        if not is_model_dir(out):
+            sets = []
+            for row in read_jsonl(models.run_dir / f"iteration_{iteration}" / "candidates.jsonl"):
+                graded = [c for c in row["candidates"] if c.get("gt_score") is not None]
+                sets.append({"instruction": row["instruction"], "responses": [c["text"] for c in graded],
+                             "scores": [c["gt_score"] for c in graded]})
+            self._fit(RewardModel.load(previous, models.tokenizer, models.device), models.tokenizer, sets, out,
+                      f"from the reward model of AIFT(M{iteration - 1}) on its grader-ranked candidates")
+        return out
+
+    def _fit(self, reward_model: "RewardModel", tokenizer, sets: Sequence[dict], out: Path, what: str) -> None:
+        """Train on the differently-ranked sets (all C(K,2) pairs of a set in its batch), report the held-out
+        quality, save to `out`, and free the model."""
+        sets = [s for s in sets if len(set(s["scores"])) > 1]
         if not sets:
-            raise ValueError("the seed data's ranked sets are all ties: nothing to train a reward model on")
+            raise ValueError(f"reward model {what}: every ranked set is a tie (or has < 2 responses): nothing to train on")
+        reward_model.train()
+        max_len = sequence_budget("auto", reward_model.backbone, "judge")
         optimizer = torch.optim.AdamW(reward_model.parameters(), lr=self.lr)
-        device = next(backbone.parameters()).device
+        device = next(reward_model.parameters()).device
         order = list(range(len(sets)))
-        rng, step, losses = random.Random("reward-model"), 0, []
+        rng, losses = random.Random(f"reward-model:{what}"), []
         for _ in range(self.epochs):
             rng.shuffle(order)
             for s in range(0, len(order), self.sets_per_batch):
                 rows = self._examples(tokenizer, [sets[i] for i in order[s : s + self.sets_per_batch]], max_len)
                 batch = {k: v.to(device) for k, v in collate_examples([r[0] for r in rows], tokenizer.pad_token_id).items()}
-                rewards = reward_model(batch["input_ids"], batch["attention_mask"])
-                loss = ranked_pair_loss(rewards, [r[1] for r in rows], [r[2] for r in rows])
+                loss = ranked_pair_loss(reward_model(batch["input_ids"], batch["attention_mask"]),
+                                        [r[1] for r in rows], [r[2] for r in rows])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
-                step += 1
         reward_model.eval()
         quality = self._quality(reward_model, tokenizer, max_len)
-        quality.update(steps=step, sets=len(sets), first_loss=losses[0], last_loss=sum(losses[-20:]) / len(losses[-20:]))
-        log.info("reward model (from %s, %d steps on %d ranked sets): held-out %s", self.init.upper(), step, len(sets),
+        quality.update(steps=len(losses), sets=len(sets), first_loss=losses[0],
+                       last_loss=sum(losses[-20:]) / len(losses[-20:]))
+        log.info("reward model %s: %d steps on %d sets; held-out %s", what, len(losses), len(sets),
                  {k: quality.get(k) for k in ("pairwise_acc", "spearman")})
         reward_model.save(out, tokenizer)
         (out / "quality.json").write_text(json.dumps(quality, indent=1))
-        models.release(backbone)
-        return out
+        release(reward_model)
 
     @torch.no_grad()
     def _rewards(self, reward_model: RewardModel, examples, pad_id: int, batch_size: int = 64) -> list[float]:
@@ -170,6 +195,9 @@ class RewardModelJudge(Judge):
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
                       models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
         path = distributed.share_from_main(lambda: self.train(models))
+        if self.retrain_each_iteration and iteration >= 2:
+            for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
+                path = distributed.share_from_main(lambda: self.retrain(models, t, Path(path)))
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:
             max_len = sequence_budget("auto", policy, "judge")
