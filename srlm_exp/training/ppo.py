@@ -1,0 +1,273 @@
+"""PPO (InstructGPT): M(t) -> M(t+1) on the iteration's judged candidates as the rollouts.
+
+Per token j of a response: the reward is the KL penalty -beta * (log pi_old - log pi_ref) to the reference
+(the SFT model M1, as in InstructGPT, or M(t)), and the last token also gets the candidate's judge
+score (centred over the iteration's rollouts). A value head on the policy's last hidden state predicts
+each token's return; GAE (gamma, lambda) gives the advantages (whitened over the iteration). Several PPO
+epochs over the rollouts minimise the clipped surrogate, the clipped value loss and, with ptx_coef > 0,
+PPO-ptx: ptx_coef times the LM loss on a batch of the seed data's IFT rows.
+
+The value head is saved apart from the policy (`value_head.pt` in the iteration's directory, read back
+by the next PPO iteration), so every M(t) stays a plain model directory. Candidates without a valid
+score are left out, never given a default reward.
+"""
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import IGNORE_INDEX, chat_example
+from srlm_exp.config import at_least, check, positive, require, training_problems
+from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.models.context import sequence_budget
+from srlm_exp.models.lora import reference_context
+from srlm_exp.training.base import PolicyModule
+from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.optim import adamw_with_cosine
+from srlm_exp.training.stage import StageInputs
+
+REFERENCES = ("m1", "previous")
+VALUE_HEAD_FILE = "value_head.pt"
+
+
+# --- the pure parts ---------------------------------------------------------------------------------
+
+def kl_penalized_rewards(score: float, logps: Sequence[float], ref_logps: Sequence[float], beta: float) -> list[float]:
+    """Per-token rewards: -beta * (log pi_old - log pi_ref) at every token, plus `score` at the last one."""
+    rewards = [-beta * (lp - rp) for lp, rp in zip(logps, ref_logps, strict=True)]
+    rewards[-1] += score
+    return rewards
+
+
+def gae(rewards: Sequence[float], values: Sequence[float], gamma: float, lam: float) -> tuple[list[float], list[float]]:
+    """Generalised advantage estimates and returns of one sequence (the value after its last token is 0)."""
+    advantages, running = [0.0] * len(rewards), 0.0
+    for j in reversed(range(len(rewards))):
+        next_value = values[j + 1] if j + 1 < len(values) else 0.0
+        delta = rewards[j] + gamma * next_value - values[j]
+        running = delta + gamma * lam * running
+        advantages[j] = running
+    return advantages, [a + v for a, v in zip(advantages, values)]
+
+
+def clipped_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                        clip: float) -> torch.Tensor:
+    """Mean over response tokens of max(-A * ratio, -A * clip(ratio, 1 - clip, 1 + clip))."""
+    ratio = torch.exp(logps - old_logps)
+    loss = torch.maximum(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip, 1 + clip))
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def clipped_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                       clip: float) -> torch.Tensor:
+    """Mean over response tokens of 0.5 * max((V - R)^2, (clip(V, V_old +- clip) - R)^2)."""
+    clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    loss = 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+# --- per-token log-probs and values -----------------------------------------------------------------
+
+def response_mask(labels: torch.Tensor) -> torch.Tensor:
+    """[B, L] True at the response tokens predicted from an earlier position (token j from position j-1)."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, 1:] = labels[:, 1:] != IGNORE_INDEX
+    return mask
+
+
+def token_logps_and_values(model, value_head: nn.Module | None, batch: dict[str, torch.Tensor]):
+    """([B, L] log pi of token j given the tokens before it, [B, L] V of the state before token j or None),
+    meaningful where `response_mask` holds."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=value_head is not None)
+    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+    targets = batch["input_ids"][:, 1:]
+    token_logps = F.pad(logp.gather(-1, targets[..., None]).squeeze(-1), (1, 0))
+    if value_head is None:
+        return token_logps, None
+    values = F.pad(value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1), (1, 0))
+    return token_logps, values
+
+
+# --- rollouts -----------------------------------------------------------------------------------------
+
+def scored_rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, Any]], int]:
+    """(instruction, response, score) of every candidate with a valid score, and how many were left out."""
+    out, unscored = [], 0
+    for row in rows:
+        for c in row.candidates:
+            if math.isnan(c.score):
+                unscored += 1
+            else:
+                out.append({"instruction": row.instruction, "response": c.text, "score": c.score})
+    return out, unscored
+
+
+def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    batch = collate_examples([i["example"] for i in items], pad_id)
+    if "advantages" in items[0]:
+        width = batch["input_ids"].shape[1]
+        for key in ("old_logps", "old_values", "advantages", "returns"):
+            batch[key] = torch.zeros(len(items), width)
+            for r, item in enumerate(items):
+                positions = item["positions"]
+                batch[key][r, positions] = torch.tensor(item[key])
+    return batch
+
+
+@torch.no_grad()
+def _per_token(model, value_head, items: list[dict], pad_id: int, batch_size: int, reference: bool = False):
+    """Each item's response-token log-probs (and values) under `model` (with LoRA adapters off if `reference`)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    with (reference_context(model) if reference else _nothing()):
+        for s in range(0, len(items), batch_size):
+            part = items[s : s + batch_size]
+            batch = {k: v.to(device) for k, v in _collate([{"example": i["example"]} for i in part], pad_id).items()}
+            logps, values = token_logps_and_values(model, value_head, batch)
+            mask = response_mask(batch["labels"])
+            for r in range(len(part)):
+                keep = mask[r]
+                out.append((logps[r][keep].cpu().tolist(), None if values is None else values[r][keep].cpu().tolist()))
+    model.train(was_training)
+    return out
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+class PPOModule(PolicyModule):
+    def __init__(self, model, value_head: nn.Module, ptx_examples: Sequence[Any] = (), ptx_coef: float = 1.0,
+                 ptx_batch_size: int = 8, clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5,
+                 lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0, weight_decay: float = 0.0, seed: int = 0,
+                 pad_id: int = 0):
+        super().__init__(model)
+        self.value_head = value_head
+        self.ptx_examples, self.pad_id = list(ptx_examples), pad_id
+        self.ptx_rng = random.Random(f"ppo-ptx:{seed}")
+        self.save_hyperparameters(ignore=["model", "value_head", "ptx_examples"])
+
+    def configure_optimizers(self):
+        h = self.hparams
+        params = list(self.model.parameters()) + list(self.value_head.parameters())
+        return adamw_with_cosine(self, params, h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
+
+    def training_step(self, batch, batch_idx):
+        h = self.hparams
+        logps, values = token_logps_and_values(self.model, self.value_head, batch)
+        mask = response_mask(batch["labels"]).to(logps.dtype)
+        policy = clipped_policy_loss(logps, batch["old_logps"], batch["advantages"], mask, h.clip)
+        value = clipped_value_loss(values, batch["old_values"], batch["returns"], mask, h.value_clip)
+        loss = policy + h.value_coef * value
+        log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
+        if h.ptx_coef > 0 and self.ptx_examples:
+            rows = self.ptx_rng.sample(self.ptx_examples, min(h.ptx_batch_size, len(self.ptx_examples)))
+            ptx = {k: v.to(logps.device) for k, v in collate_examples(rows, self.pad_id).items()}
+            lm = self.model(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"], labels=ptx["labels"]).loss
+            loss = loss + h.ptx_coef * lm
+            self.log("ppo/ptx_lm", lm, **log)
+        ratio = torch.exp(logps - batch["old_logps"])
+        self.log("ppo/loss", loss, prog_bar=True, **log)
+        self.log("ppo/policy", policy, **log)
+        self.log("ppo/value", value, **log)
+        self.log("ppo/clipped_share", (((ratio - 1).abs() > h.clip).to(mask.dtype) * mask).sum() / mask.sum(), **log)
+        return loss
+
+
+class PPOStage:
+    """Rollouts from candidates.jsonl; old log-probs, values, reference log-probs; GAE; PPO epochs."""
+
+    def __init__(self, name: str = "ppo", beta: float = 0.02, reference: str = "m1", gamma: float = 1.0, lam: float = 0.95,
+                 clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5, ptx_coef: float = 1.0,
+                 ptx_batch_size: int = 8, center_rewards: bool = True, lr: float = 1e-5, min_lr: float = 1e-6,
+                 warmup_steps: int = 0, epochs: int = 2, max_steps: int = -1, batch_size: int = 16,
+                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0):
+        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
+                      f"choose one of {', '.join(REFERENCES)} (m1 = the SFT model, as InstructGPT)"),
+              at_least(beta, 0, "beta", "set beta >= 0 (InstructGPT: 0.02)"),
+              require(isinstance(gamma, (int, float)) and 0 < gamma <= 1, "gamma", f"is {gamma!r}", "set gamma in (0, 1]"),
+              require(isinstance(lam, (int, float)) and 0 <= lam <= 1, "lam", f"is {lam!r}", "set lam in [0, 1]"),
+              positive(clip, "clip"), positive(value_clip, "value_clip"), at_least(value_coef, 0, "value_coef"),
+              at_least(ptx_coef, 0, "ptx_coef"), at_least(ptx_batch_size, 1, "ptx_batch_size"),
+              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
+              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
+        self.name, self.beta, self.reference, self.gamma, self.lam = name, beta, reference, gamma, lam
+        self.clip, self.value_clip, self.value_coef = clip, value_clip, value_coef
+        self.ptx_coef, self.ptx_batch_size, self.center_rewards = ptx_coef, ptx_batch_size, center_rewards
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+
+    def value_head(self, model, inputs: StageInputs) -> nn.Module:
+        """A linear value head on the last hidden state; the previous PPO iteration's when there is one."""
+        width = model.get_input_embeddings().embedding_dim
+        head = nn.Linear(width, 1).to(next(model.parameters()).device)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        previous = Path(inputs.data_dir).parent / f"iteration_{inputs.iteration - 1}" / VALUE_HEAD_FILE
+        if previous.exists():
+            head.load_state_dict(torch.load(previous, map_location=head.weight.device))
+        return head
+
+    def ptx_examples(self, inputs: StageInputs, n_rollouts: int, max_len: int) -> list:
+        """As many IFT rows as the PPO-ptx batches of this fit can draw (a seeded sample, tokenized once)."""
+        steps = self.max_steps if self.max_steps > 0 else self.epochs * math.ceil(n_rollouts / self.batch_size)
+        rows = inputs.seed_data.ift()
+        rows = random.Random(f"ppo-ptx-rows:{inputs.seed}:{inputs.iteration}").sample(rows, min(len(rows), steps * self.ptx_batch_size))
+        return [chat_example(inputs.tokenizer, r["instruction"], r["response"], max_len, "train.max_len") for r in rows]
+
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        tok, t = inputs.tokenizer, inputs.iteration
+        rows = [PromptCandidates.from_json(r) for r in read_jsonl(inputs.data_dir / "candidates.jsonl")]
+        items, unscored = scored_rollouts(rows)
+        if len(items) < self.min_examples:
+            raise RuntimeError(f"iteration {t}: {len(items)} scored candidates in {inputs.data_dir}/candidates.jsonl "
+                               f"({unscored} unscored), fewer than train.min_examples={self.min_examples}")
+        max_len = sequence_budget(self.max_len, model, "train.max_len")
+        for i in items:
+            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")
+            labels = torch.tensor(i["example"].labels)
+            i["positions"] = response_mask(labels[None])[0].nonzero().squeeze(-1).tolist()
+        head = self.value_head(model, inputs)
+        old = _per_token(model, head, items, tok.pad_token_id, self.batch_size)
+        ref_model = model if (self.reference == "previous" or t == 2) else inputs.load_model(1)
+        ref = _per_token(ref_model, None, items, tok.pad_token_id, self.batch_size, reference=ref_model is model)
+        if ref_model is not model:
+            inputs.release(ref_model)
+        mean_score = sum(i["score"] for i in items) / len(items) if self.center_rewards else 0.0
+        kl = []
+        for i, (old_logps, old_values), (ref_logps, _) in zip(items, old, ref):
+            rewards = kl_penalized_rewards(i["score"] - mean_score, old_logps, ref_logps, self.beta)
+            i["advantages"], i["returns"] = gae(rewards, old_values, self.gamma, self.lam)
+            i["old_logps"], i["old_values"] = old_logps, old_values
+            kl.append(sum(a - b for a, b in zip(old_logps, ref_logps)))
+        flat = torch.tensor([a for i in items for a in i["advantages"]])
+        mean, std = flat.mean().item(), flat.std().item() if flat.numel() > 1 else 1.0
+        for i in items:  # whitened over the iteration
+            i["advantages"] = [(a - mean) / (std + 1e-8) for a in i["advantages"]]
+        ptx = self.ptx_examples(inputs, len(items), max_len) if self.ptx_coef > 0 else []
+        loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
+                            collate_fn=lambda b: _collate(b, tok.pad_token_id))
+        module = PPOModule(model, head, ptx, ptx_coef=self.ptx_coef, ptx_batch_size=self.ptx_batch_size, clip=self.clip,
+                           value_clip=self.value_clip, value_coef=self.value_coef, lr=self.lr, min_lr=self.min_lr,
+                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, seed=inputs.seed + t,
+                           pad_id=tok.pad_token_id)
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, inputs.data_dir / VALUE_HEAD_FILE)
+        return {"rollouts": len(items), "unscored_candidates": unscored, "mean_score": mean_score,
+                "kl_to_reference": sum(kl) / len(kl)}
