@@ -16,6 +16,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.distributed import split_map
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule, reference_pass
@@ -111,23 +112,25 @@ class DPOStage:
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
                  batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0,
-                 nll_weight: float = 0.0):
+                 nll_weight: float = 0.0, replay_share: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
               require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"),
+              replay_share_problem(replay_share),
               require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"),
               # beta = 0 makes the loss a constant (log 2 for sigmoid): nothing would be learned.
               positive(beta, "beta", "set beta > 0 (the paper's DPO: 0.1)"),
               at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
               *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
-        self.nll_weight = nll_weight
+        self.nll_weight, self.replay_share = nll_weight, replay_share
         self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tokenizer, t = inputs.tokenizer, inputs.iteration
-        rows = read_jsonl(inputs.data_dir / "pairs.jsonl")
+        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "pairs.jsonl"), inputs.data_dir, t, "pairs.jsonl",
+                                     self.replay_share, inputs.seed)
         if len(rows) < self.min_examples:
             raise NotEnoughPairsError(
                 f"iteration {t}: {len(rows)} valid preference pairs in {inputs.data_dir}/pairs.jsonl, fewer than "
@@ -155,4 +158,4 @@ class DPOStage:
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
                            warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, nll_weight=self.nll_weight)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
-        return {"pairs": len(items)}
+        return {"pairs": len(items), "replayed": replayed}

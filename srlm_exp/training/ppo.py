@@ -28,6 +28,7 @@ from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.models.lora import reference_context
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
@@ -197,7 +198,7 @@ class PPOStage:
                  clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5, ptx_coef: float = 1.0,
                  ptx_batch_size: int = 8, center_rewards: bool = True, lr: float = 1e-5, min_lr: float = 1e-6,
                  warmup_steps: int = 0, epochs: int = 2, max_steps: int = -1, batch_size: int = 16,
-                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0):
+                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (m1 = the SFT model, as InstructGPT)"),
               at_least(beta, 0, "beta", "set beta >= 0 (InstructGPT: 0.02)"),
@@ -206,7 +207,9 @@ class PPOStage:
               positive(clip, "clip"), positive(value_clip, "value_clip"), at_least(value_coef, 0, "value_coef"),
               at_least(ptx_coef, 0, "ptx_coef"), at_least(ptx_batch_size, 1, "ptx_batch_size"),
               at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
-              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
+              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
+              replay_share_problem(replay_share))
+        self.replay_share = replay_share
         self.name, self.beta, self.reference, self.gamma, self.lam = name, beta, reference, gamma, lam
         self.clip, self.value_clip, self.value_coef = clip, value_clip, value_coef
         self.ptx_coef, self.ptx_batch_size, self.center_rewards = ptx_coef, ptx_batch_size, center_rewards
@@ -233,7 +236,9 @@ class PPOStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows = [PromptCandidates.from_json(r) for r in read_jsonl(inputs.data_dir / "candidates.jsonl")]
+        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "candidates.jsonl"), inputs.data_dir, t,
+                                     "candidates.jsonl", self.replay_share, inputs.seed)
+        rows = [PromptCandidates.from_json(r) for r in rows]
         items, unscored = scored_rollouts(rows)
         if len(items) < self.min_examples:
             raise RuntimeError(f"iteration {t}: {len(items)} scored candidates in {inputs.data_dir}/candidates.jsonl "
@@ -269,5 +274,5 @@ class PPOStage:
                            pad_id=tok.pad_token_id)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, inputs.data_dir / VALUE_HEAD_FILE)
-        return {"rollouts": len(items), "unscored_candidates": unscored, "mean_score": mean_score,
+        return {"rollouts": len(items), "replayed_prompts": replayed, "unscored_candidates": unscored, "mean_score": mean_score,
                 "kl_to_reference": sum(kl) / len(kl)}

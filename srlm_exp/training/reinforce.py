@@ -19,6 +19,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, require, training_problems
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
@@ -88,19 +89,23 @@ class ReinforceStage:
 
     def __init__(self, name: str = "reinforce", kl_coef: float = 0.05, reference: str = "previous", lr: float = 1e-5,
                  min_lr: float = 1e-6, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1, batch_size: int = 16,
-                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0):
+                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
         check(require(reference in REFERENCES, "reference", f"is {reference!r}",
                       f"choose one of {', '.join(REFERENCES)} (previous = M(t), m1 = fixed M1)"),
               at_least(kl_coef, 0, "kl_coef", "set kl_coef >= 0 (0 = no KL penalty)"),
               at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
-              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
+              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
+              replay_share_problem(replay_share))
+        self.replay_share = replay_share
         self.name, self.kl_coef, self.reference = name, kl_coef, reference
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows = [PromptCandidates.from_json(r) for r in read_jsonl(inputs.data_dir / "candidates.jsonl")]
+        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "candidates.jsonl"), inputs.data_dir, t,
+                                     "candidates.jsonl", self.replay_share, inputs.seed)
+        rows = [PromptCandidates.from_json(r) for r in rows]
         items, dropped = rollouts(rows)
         if len(items) < self.min_examples:
             raise RuntimeError(
@@ -125,4 +130,4 @@ class ReinforceStage:
         module = ReinforceModule(model, kl_coef=self.kl_coef, lr=self.lr, min_lr=self.min_lr,
                                  warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
-        return {"rollouts": len(items), **dropped}
+        return {"rollouts": len(items), "replayed_prompts": replayed, **dropped}

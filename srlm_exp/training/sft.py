@@ -14,6 +14,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, training_problems
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
@@ -51,16 +52,20 @@ class TopCandidateSFTStage:
 
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
                  epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, replay_share: float = 0.0):
         check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-              at_least(weight_decay, 0, "weight_decay"), at_least(min_examples, 1, "min_examples"))
+              at_least(weight_decay, 0, "weight_decay"), at_least(min_examples, 1, "min_examples"),
+              replay_share_problem(replay_share))
+        self.replay_share = replay_share
         self.name, self.lr, self.min_lr, self.warmup_steps, self.weight_decay = name, lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, data_dir = inputs.tokenizer, inputs.data_dir
         examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
-        for row in read_jsonl(data_dir / "candidates.jsonl"):
+        rows, replayed = with_replay(read_jsonl(data_dir / "candidates.jsonl"), data_dir, inputs.iteration,
+                                     "candidates.jsonl", self.replay_share, inputs.seed)
+        for row in rows:
             row = PromptCandidates.from_json(row)
             best = top_candidate(row)
             if best is not None:
@@ -76,4 +81,4 @@ class TopCandidateSFTStage:
         module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
                            weight_decay=self.weight_decay, log_prefix="sft_top")
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
-        return {"examples": len(examples)}
+        return {"examples": len(examples), "replayed_prompts": replayed}

@@ -1,0 +1,47 @@
+"""Experience replay (seed 004): a share of earlier iterations' training rows (DPO pairs, or judged
+candidates for the trainers that learn from them) mixed into the current iteration's.
+
+`train.replay_share` is the share of the mixed set that comes from earlier iterations: with n current
+rows and share s, round(n * s / (1 - s)) earlier rows are drawn uniformly, without replacement, from all
+earlier iterations together (all of them when there are fewer). 0 turns replay off; M2, whose data is
+the first the loop made, has nothing to replay.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from srlm_exp.artifacts import read_jsonl
+from srlm_exp.config import Problem, require
+
+
+def replay_share_problem(share: Any) -> Problem | None:
+    ok = isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share < 1
+    return require(ok, "replay_share", f"is {share!r}, must be in [0, 1)",
+                   "set replay_share=0 (no replay) or the share of earlier rows in the mix, e.g. 0.25")
+
+
+def replay_count(n_current: int, share: float) -> int:
+    """How many earlier rows make `share` of a mix with `n_current` current rows."""
+    return round(n_current * share / (1 - share)) if share > 0 else 0
+
+
+def replay_mix(current: Sequence[dict], earlier: Sequence[dict], share: float, rng: random.Random) -> tuple[list[dict], int]:
+    """The current rows followed by the sampled earlier ones, and how many were replayed."""
+    k = min(len(earlier), replay_count(len(current), share))
+    return list(current) + rng.sample(list(earlier), k), k
+
+
+def earlier_rows(data_dir: Path, iteration: int, filename: str) -> list[dict]:
+    """The rows of `filename` in every earlier iteration's directory that has one (iterations 2..t-1)."""
+    run = Path(data_dir).parent
+    return [row for k in range(2, iteration) if (run / f"iteration_{k}" / filename).exists()
+            for row in read_jsonl(run / f"iteration_{k}" / filename)]
+
+
+def with_replay(rows: list[dict], data_dir: Path, iteration: int, filename: str, share: float, seed: int) -> tuple[list[dict], int]:
+    """`rows` (this iteration's `filename`) mixed with earlier iterations' at `share`."""
+    if share <= 0:
+        return rows, 0
+    return replay_mix(rows, earlier_rows(data_dir, iteration, filename), share, random.Random(f"replay:{seed}:{iteration}"))
