@@ -128,12 +128,14 @@ class Components:
     pair_rule: Any
     prompt_source: Any
     sampler: Any
+    curriculum: Any
 
 
 # config key -> component name; each node has a `_target_`
 COMPONENT_KEYS = {
     "data": "seed_data", "model.source": "model_source", "seed_sft": "seed_sft", "train": "train_stage",
     "judge": "judge", "pairs": "pair_rule", "prompts": "prompt_source", "callbacks.self_reward": "sampler",
+    "curriculum": "curriculum",
 }
 
 
@@ -192,7 +194,7 @@ def _capability_problems(cfg: DictConfig, key: str, seed_data: Any) -> list[Prob
 # Components that use a capability of the seed data get it as this constructor argument.
 CAPABILITY_ARGUMENTS = {GroundTruth: "ground_truth", RankedResponses: "ranked_data"}
 # Used only by self-rewarding iterations: with loop.iterations=0 (M1 only) what they need is not checked.
-SELF_REWARDING_ONLY = ("train", "pairs", "prompts", "callbacks.self_reward")
+SELF_REWARDING_ONLY = ("train", "pairs", "prompts", "callbacks.self_reward", "curriculum")
 GROUPS_WITH_REQUIRED_VALUES = ("data", "model", "seed_sft", "train", "judge", "pairs", "prompts", "callbacks", "eval")
 
 

@@ -139,7 +139,7 @@ class Loop:
         return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
                          prompt_source=self.c.prompt_source, sampler=self.c.sampler, judge=self.c.judge,
                          pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,
-                         models=models)
+                         models=models, curriculum=self.c.curriculum)
 
     # --- evaluation -----------------------------------------------------------------------------
     def record(self, t: int, evaluator: Evaluator, phases: PhaseLog) -> None:

@@ -18,6 +18,7 @@ from srlm_exp.artifacts import read_jsonl, write_json, write_jsonl
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.distributed import is_main, rank, share_from_main, split_map, world_size
 from srlm_exp.generation.candidates import CandidateSampler
+from srlm_exp.generation.curriculum import CURRICULUM_FILE, Curriculum
 from srlm_exp.judging.records import JudgedCandidate, PromptCandidates
 from srlm_exp.pairs.build import PairRule, build_pairs
 from srlm_exp.phases import PhaseLog
@@ -54,7 +55,7 @@ def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: Candida
 
 def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, prompt_source, sampler: CandidateSampler,
               judge, pair_rule: PairRule, seed_data: SeedData, earlier_prompts: Sequence[str],
-              phases: PhaseLog, models) -> dict[str, Any]:
+              phases: PhaseLog, models, curriculum: Curriculum | None = None) -> dict[str, Any]:
     """Write AIFT(M(t)) into `out_dir` (M(t+1)'s iteration dir) with `model` = M(t); return its stats.
 
     `earlier_prompts` are every prompt of earlier iterations (new prompts must differ from them);
@@ -94,7 +95,12 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
         if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
             return json.loads((out / "stats.json").read_text())
         judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / "candidates.jsonl")]
-        pairs, stats = build_pairs(judged, pair_rule, pair_rng)
+        selected, report = (curriculum or Curriculum()).select(judged)
+        if report is not None:  # before pairs.jsonl: a rerun that finds the pairs finds the selection too
+            write_json(out / CURRICULUM_FILE, report)
+        pairs, stats = build_pairs(selected, pair_rule, pair_rng)
+        if report is not None:
+            stats["curriculum"] = {k: v for k, v in report.items() if k != "selected_prompt_ids"}
         if (out / "judge_report.json").exists():  # the judge's own figures: into the summary and W&B
             stats["judge_report"] = json.loads((out / "judge_report.json").read_text())
         write_jsonl(out / "pairs.jsonl", pairs)

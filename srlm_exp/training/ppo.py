@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.generation.curriculum import training_candidates
 from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.models.lora import reference_context
 from srlm_exp.training.base import PolicyModule
@@ -236,7 +236,7 @@ class PPOStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "candidates.jsonl"), inputs.data_dir, t,
+        rows, replayed = with_replay(training_candidates(inputs.data_dir), inputs.data_dir, t,
                                      "candidates.jsonl", self.replay_share, inputs.seed)
         rows = [PromptCandidates.from_json(r) for r in rows]
         items, unscored = scored_rollouts(rows)

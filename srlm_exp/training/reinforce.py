@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, require, training_problems
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.generation.curriculum import training_candidates
 from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
@@ -103,7 +103,7 @@ class ReinforceStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "candidates.jsonl"), inputs.data_dir, t,
+        rows, replayed = with_replay(training_candidates(inputs.data_dir), inputs.data_dir, t,
                                      "candidates.jsonl", self.replay_share, inputs.seed)
         rows = [PromptCandidates.from_json(r) for r in rows]
         items, dropped = rollouts(rows)

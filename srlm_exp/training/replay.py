@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.config import Problem, require
+from srlm_exp.generation.curriculum import training_candidates
 
 
 def replay_share_problem(share: Any) -> Problem | None:
@@ -36,8 +37,9 @@ def replay_mix(current: Sequence[dict], earlier: Sequence[dict], share: float, r
 def earlier_rows(data_dir: Path, iteration: int, filename: str) -> list[dict]:
     """The rows of `filename` in every earlier iteration's directory that has one (iterations 2..t-1)."""
     run = Path(data_dir).parent
+    read = training_candidates if filename == "candidates.jsonl" else (lambda d: read_jsonl(d / filename))
     return [row for k in range(2, iteration) if (run / f"iteration_{k}" / filename).exists()
-            for row in read_jsonl(run / f"iteration_{k}" / filename)]
+            for row in read(run / f"iteration_{k}")]
 
 
 def with_replay(rows: list[dict], data_dir: Path, iteration: int, filename: str, share: float, seed: int) -> tuple[list[dict], int]:

@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, training_problems
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.generation.curriculum import training_candidates
 from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.pairs.build import top_candidate
@@ -63,7 +63,7 @@ class TopCandidateSFTStage:
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, data_dir = inputs.tokenizer, inputs.data_dir
         examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
-        rows, replayed = with_replay(read_jsonl(data_dir / "candidates.jsonl"), data_dir, inputs.iteration,
+        rows, replayed = with_replay(training_candidates(data_dir), data_dir, inputs.iteration,
                                      "candidates.jsonl", self.replay_share, inputs.seed)
         for row in rows:
             row = PromptCandidates.from_json(row)
