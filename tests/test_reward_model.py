@@ -107,6 +107,8 @@ def test_smoke_loop_judged_by_a_reward_model(retrain, tmp_path):
     quality = json.loads((rm_dir / "quality.json").read_text())
     assert quality["n_pairs"] > 0 and 0 <= quality["pairwise_acc"] <= 1 and quality["steps"] >= 1
     assert math.isfinite(quality["last_loss"])
+    summary_quality = summary["iterations"][2]["judge_report"]["reward_model_quality"]  # in the summary too
+    assert summary_quality["pairwise_acc"] == pytest.approx(quality["pairwise_acc"])
     scores = [c["score"] for t in (2, 3) for r in read_jsonl(out / f"iteration_{t}" / "candidates.jsonl")
               for c in r["candidates"]]
     assert all(isinstance(s, float) for s in scores) and len(set(scores)) > 1  # a real number for every candidate

@@ -10,7 +10,9 @@ hidden state at the response's last token (EOS). The model directory keeps the b
 Hugging Face model and the head beside it (`reward_head.pt`), so the backbone loads like any M(t).
 
 Its quality on the held-out ranked sets is reported with the same Table-4 metrics as the model-as-judge
-(`quality.json` in the reward model's directory, and the log). The policy is still trained (EFT) and
+(`quality.json` in the reward model's directory, the log, and `judge_report` in stats and the summary).
+It is trained by a plain optimisation loop on rank 0 (once, before it is frozen; the other ranks wait
+and load it), not by a Lightning fit. The policy is still trained (EFT) and
 evaluated as a judge with the prompt this option extends.
 """
 from __future__ import annotations
@@ -102,7 +104,12 @@ class RewardModelJudge(Judge):
                       "needs seed data that grades the new candidates (a GroundTruth grader)",
                       "set retrain_each_iteration=false, or use data=world"))
         self.retrain_each_iteration = bool(retrain_each_iteration)
+        self.last_quality: dict | None = None
         self.ranked_data, self.init, self.lr, self.epochs, self.sets_per_batch = ranked_data, init, lr, epochs, sets_per_batch
+
+    def loop_report(self) -> dict | None:
+        """The held-out Table-4 metrics of the reward model that judged (into stats and the summary)."""
+        return {"reward_model_quality": self.last_quality} if self.last_quality else None
 
     def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
         raise TypeError(f"judge={self.name} scores with its trained reward model: it judges only in the loop (judge_in_loop)")
@@ -198,6 +205,7 @@ class RewardModelJudge(Judge):
         if self.retrain_each_iteration and iteration >= 2:
             for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
                 path = distributed.share_from_main(lambda: self.retrain(models, t, Path(path)))
+        self.last_quality = json.loads((Path(path) / "quality.json").read_text())
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:
             max_len = sequence_budget("auto", policy, "judge")
