@@ -85,10 +85,12 @@ def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, chec
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """One finished smoke job (`python run.py debug=smoke logger=none`); tests only read it. One thread, as
-    the golden fixture was made with: the thread count changes float rounding, and greedy tokens with it."""
+    the golden fixture was made with: the thread count changes float rounding, and greedy tokens with it.
+    Its own cache, so that its M0 too is built on one thread (not taken from a test that ran before it)."""
     root = tmp_path_factory.mktemp("smoke")
     job = root / "job"
-    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], root / "stdout.log", env=ONE_THREAD)
+    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], root / "stdout.log",
+            env={**ONE_THREAD, "SRLM_EXP_CACHE": str(root / "cache")})
     return job
 
 

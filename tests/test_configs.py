@@ -224,12 +224,15 @@ def test_validate_rejects_bad_values(overrides, match):
 # ------------------------------------------------------------------------------ instantiation
 
 def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: Any) -> None:
-    if isinstance(obj, Judge) or group == "judge":
+    if group == "judge" and path and not isinstance(obj, Judge):
+        # a composite reward's non-judge component (a length penalty, a format check) scores in the loop
+        assert callable(getattr(obj, "judge_in_loop", None)), f"judge={option}: {path} cannot score candidates"
+    elif isinstance(obj, Judge) or group == "judge":
         assert isinstance(obj, Judge)
         assert obj.name == node.name
         for placeholder in obj.required_placeholders:
             assert placeholder in obj.template
-        assert obj.num_judgments == node.num_judgments >= 1
+        assert obj.num_judgments == node.get("num_judgments", obj.num_judgments) >= 1
         assert obj.low < obj.high
     elif group == "pairs":
         assert callable(obj)
@@ -256,12 +259,15 @@ def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: A
 
 
 def _instantiate(node: DictConfig):
-    """instantiate(node), handing a component that needs ground truth the embedded world (as the run does)."""
+    """instantiate(node), handing a component that needs a seed-data capability the embedded world (as the
+    run does)."""
     from hydra.utils import get_object
 
-    if GroundTruth in getattr(get_object(node._target_), "requires", ()):
-        return instantiate(node, ground_truth=WorldSeedData("world", 0, True, {}))
-    return instantiate(node)
+    from srlm_exp.config import CAPABILITY_ARGUMENTS
+
+    requires = getattr(get_object(node._target_), "requires", ())
+    world = WorldSeedData("world", 0, True, {})
+    return instantiate(node, **{CAPABILITY_ARGUMENTS[c]: world for c in requires if c in CAPABILITY_ARGUMENTS})
 
 
 @pytest.mark.parametrize("group,option,smoke", _cases())

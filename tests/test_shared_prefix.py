@@ -203,7 +203,8 @@ def test_smoke_run_makes_the_same_artifacts_with_the_option_off(smoke_run, tmp_p
     from conftest import ONE_THREAD, run_job
 
     job = tmp_path / "job"
-    run_job(["debug=smoke", "logger=none", "shared_prefix=false", f"hydra.run.dir={job}"], tmp_path / "log", env=ONE_THREAD)
+    run_job(["debug=smoke", "logger=none", "shared_prefix=false", f"hydra.run.dir={job}"], tmp_path / "log",
+            env={**ONE_THREAD, "SRLM_EXP_CACHE": str(tmp_path / "cache")})  # its M0 built on one thread, as smoke_run's
     for rel in ["iteration_0/eval_responses.jsonl", "iteration_2/prompts.jsonl"]:
         assert (job / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
     summary = json.loads((job / "summary.json").read_text())

@@ -47,4 +47,4 @@ def test_every_model_entry_says_what_its_stage_trained_on(smoke_run):
     assert "training" not in entries[0]
     assert set(entries[1]["training"]) == {"ift", "eft"} and entries[1]["training"]["ift"] > 0
     for e in entries[2:]:
-        assert e["training"] == {"pairs": e["pairs"]["n"]}
+        assert e["training"] == {"pairs": e["pairs"]["n"], "replayed": 0}  # no experience replay by default

@@ -19,7 +19,6 @@ from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.chat import prompt_ids
 from srlm_exp.config import at_least, check, model_path_problem, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
-from srlm_exp.world.source import WorldSeedData
 
 log = logging.getLogger(__name__)
 DISTILLED_FILE = "ift_distilled.jsonl"
@@ -36,7 +35,8 @@ class DistillTools:
 
 
 class Distilled:
-    """Mixin over a seed-data class: its IFT responses written by a teacher once `distill` has run."""
+    """Mixin over a seed-data class: its IFT responses written by a teacher once `distill` has run
+    (the world's: DistilledWorld in world/source.py)."""
 
     def _init_distill(self, teacher_path: str, refine_instructions: bool, max_new_tokens: int, temperature: float,
                       top_p: float, batch_size: int) -> None:
@@ -84,12 +84,3 @@ class Distilled:
         log.info("dSFT: %s wrote %d IFT responses (%d differ from the seed data's)%s", self.teacher_path, len(out), changed,
                  ", each instruction refined once" if self.refine_instructions else "")
         return len(out)
-
-
-class DistilledWorld(Distilled, WorldSeedData):
-    """The embedded world with its IFT responses written by a teacher."""
-
-    def __init__(self, *args, teacher_path: str, refine_instructions: bool = False, max_new_tokens: int = 32,
-                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, **kwargs):
-        WorldSeedData.__init__(self, *args, **kwargs)
-        self._init_distill(teacher_path, refine_instructions, max_new_tokens, temperature, top_p, batch_size)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.config import Problem, at_least, check, require
+from srlm_exp.data.distill import Distilled
 from srlm_exp.data.seed_data import SeedData
 from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
@@ -117,3 +118,12 @@ class WorldSeedData(SeedData):
         texts += list(JUDGMENT_PHRASES.values()) * 20
         texts += [PAPER_JUDGE_PROMPT] * 20
         return texts
+
+
+class DistilledWorld(Distilled, WorldSeedData):
+    """The embedded world with its IFT responses written by a teacher (data=distill, Zephyr's dSFT)."""
+
+    def __init__(self, *args, teacher_path: str, refine_instructions: bool = False, max_new_tokens: int = 32,
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, **kwargs):
+        WorldSeedData.__init__(self, *args, **kwargs)
+        self._init_distill(teacher_path, refine_instructions, max_new_tokens, temperature, top_p, batch_size)
