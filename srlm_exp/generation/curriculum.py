@@ -88,6 +88,8 @@ class SpreadCurriculum(Curriculum):
 class SuccessCurriculum(Curriculum):
     by = "policy_success"
     widen = "widen curriculum.min_success..curriculum.max_success, or choose curriculum=none"
+    # A grader is required so that candidates carry gt_correct; the success rate is read from them, so the
+    # grader handed in (`ground_truth`) is not called here.
     requires: ClassVar[tuple[type, ...]] = (GroundTruth,)
 
     def __init__(self, min_success: float = 0.25, max_success: float = 0.75, ground_truth: GroundTruth | None = None):

@@ -81,9 +81,8 @@ class ResponseLength:
     """The response's length in the policy's tokens (give it a negative weight: a length penalty)."""
 
     def judge_in_loop(self, policy, tokenizer, instructions, candidates, models, iteration, batch_size=32):
-        return [[Judgment([f"{len(tokenizer(c, add_special_tokens=False)['input_ids'])} tokens"],
-                          [float(len(tokenizer(c, add_special_tokens=False)["input_ids"]))]) for c in cands]
-                for cands in candidates]
+        lengths = [[len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in cands] for cands in candidates]
+        return [[Judgment([f"{n} tokens"], [float(n)]) for n in row] for row in lengths]
 
 
 class FormatCheck:

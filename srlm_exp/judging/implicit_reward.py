@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
-
 from srlm_exp.chat import chat_example
 from srlm_exp.config import check, positive
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.training.base import reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.shared_batches import response_logps
 
@@ -26,18 +25,12 @@ def implicit_rewards(policy_logps: Sequence[float], reference_logps: Sequence[fl
     return [beta * (p - r) for p, r in zip(policy_logps, reference_logps, strict=True)]
 
 
-@torch.no_grad()
-def sequence_logps(model, examples, pad_id: int, batch_size: int) -> list[float]:
-    """The summed response log-probability of every example under `model` (evaluation mode, restored after)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[float] = []
-    for s in range(0, len(examples), batch_size):
-        batch = {k: v.to(device) for k, v in collate_examples(examples[s : s + batch_size], pad_id).items()}
-        out += response_logps(model, batch)[0].float().cpu().tolist()
-    model.train(was_training)
-    return out
+def summed_logps(model, examples, pad_id: int, batch_size: int) -> list[float]:
+    """The summed response log-probability of every example under `model` (both models here are plain:
+    the policy of the AIFT phase is merged, M(t-1) is loaded as a plain model)."""
+    rows = reference_pass(model, examples, batch_size, lambda b: collate_examples(b, pad_id),
+                          lambda m, batch: response_logps(m, batch)[0][:, None])
+    return [lp for (lp,) in rows]
 
 
 class ImplicitRewardJudge(Judge):
@@ -56,10 +49,10 @@ class ImplicitRewardJudge(Judge):
         max_len = sequence_budget("auto", policy, "judge")
         jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
         examples = [chat_example(tokenizer, instructions[p], candidates[p][c], max_len, "judge") for p, c in jobs]
-        policy_lp = sequence_logps(policy, examples, tokenizer.pad_token_id, batch_size)
+        policy_lp = summed_logps(policy, examples, tokenizer.pad_token_id, batch_size)
         reference = models.load(iteration - 1)
         try:
-            reference_lp = sequence_logps(reference, examples, tokenizer.pad_token_id, batch_size)
+            reference_lp = summed_logps(reference, examples, tokenizer.pad_token_id, batch_size)
         finally:
             models.release(reference)
         rewards = implicit_rewards(policy_lp, reference_lp, self.beta)

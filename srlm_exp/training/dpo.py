@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.models.context import sequence_budget
@@ -129,8 +128,7 @@ class DPOStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tokenizer, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(read_jsonl(inputs.data_dir / "pairs.jsonl"), inputs.data_dir, t, "pairs.jsonl",
-                                     self.replay_share, inputs.seed)
+        rows, replayed = with_replay(inputs.data_dir, t, "pairs.jsonl", self.replay_share, inputs.seed)
         if len(rows) < self.min_examples:
             raise NotEnoughPairsError(
                 f"iteration {t}: {len(rows)} valid preference pairs in {inputs.data_dir}/pairs.jsonl, fewer than "

@@ -27,10 +27,8 @@ from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, positive, require, training_problems
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.generation.curriculum import training_candidates
-from srlm_exp.training.replay import replay_share_problem, with_replay
-from srlm_exp.models.lora import reference_context
-from srlm_exp.training.base import PolicyModule
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
+from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.optim import adamw_with_cosine
 from srlm_exp.training.stage import StageInputs
@@ -123,32 +121,18 @@ def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-@torch.no_grad()
-def _per_token(model, value_head, items: list[dict], pad_id: int, batch_size: int, reference: bool = False):
-    """Each item's response-token log-probs (and values) under `model` (with LoRA adapters off if `reference`)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    with (reference_context(model) if reference else _nothing()):
-        for s in range(0, len(items), batch_size):
-            part = items[s : s + batch_size]
-            batch = {k: v.to(device) for k, v in _collate([{"example": i["example"]} for i in part], pad_id).items()}
-            logps, values = token_logps_and_values(model, value_head, batch)
-            mask = response_mask(batch["labels"])
-            for r in range(len(part)):
-                keep = mask[r]
-                out.append((logps[r][keep].cpu().tolist(), None if values is None else values[r][keep].cpu().tolist()))
-    model.train(was_training)
-    return out
+def _per_token(model, value_head: nn.Module | None, items: list[dict], pad_id: int, batch_size: int):
+    """Each item's response-token log-probs and values (None without a head) under `model`, through the
+    shared reference pass: evaluation mode and, under LoRA, adapters off. At the start of a fit the
+    adapters are fresh (their B is zero), so for the policy itself that is the same model."""
+    def per_token(m, batch):
+        logps, values = token_logps_and_values(m, value_head, batch)
+        return torch.stack([logps, torch.zeros_like(logps) if values is None else values], dim=1)
 
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    rows = reference_pass(model, items, batch_size, lambda b: _collate([{"example": i["example"]} for i in b], pad_id),
+                          per_token)
+    return [([logps[j] for j in i["positions"]], None if value_head is None else [values[j] for j in i["positions"]])
+            for i, (logps, values) in zip(items, rows)]
 
 
 # --- training -----------------------------------------------------------------------------------------
@@ -236,9 +220,7 @@ class PPOStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(training_candidates(inputs.data_dir), inputs.data_dir, t,
-                                     "candidates.jsonl", self.replay_share, inputs.seed)
-        rows = [PromptCandidates.from_json(r) for r in rows]
+        rows, replayed = candidates_to_train_on(inputs.data_dir, t, self.replay_share, inputs.seed)
         items, unscored = scored_rollouts(rows)
         if len(items) < self.min_examples:
             raise RuntimeError(f"iteration {t}: {len(items)} scored candidates in {inputs.data_dir}/candidates.jsonl "
@@ -251,7 +233,7 @@ class PPOStage:
         head = self.value_head(model, inputs)
         old = _per_token(model, head, items, tok.pad_token_id, self.batch_size)
         ref_model = model if (self.reference == "previous" or t == 2) else inputs.load_model(1)
-        ref = _per_token(ref_model, None, items, tok.pad_token_id, self.batch_size, reference=ref_model is model)
+        ref = _per_token(ref_model, None, items, tok.pad_token_id, self.batch_size)
         if ref_model is not model:
             inputs.release(ref_model)
         mean_score = sum(i["score"] for i in items) / len(items) if self.center_rewards else 0.0

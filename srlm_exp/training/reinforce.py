@@ -18,8 +18,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.chat import chat_example
 from srlm_exp.config import at_least, check, require, training_problems
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.generation.curriculum import training_candidates
-from srlm_exp.training.replay import replay_share_problem, with_replay
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
@@ -103,9 +102,7 @@ class ReinforceStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(training_candidates(inputs.data_dir), inputs.data_dir, t,
-                                     "candidates.jsonl", self.replay_share, inputs.seed)
-        rows = [PromptCandidates.from_json(r) for r in rows]
+        rows, replayed = candidates_to_train_on(inputs.data_dir, t, self.replay_share, inputs.seed)
         items, dropped = rollouts(rows)
         if len(items) < self.min_examples:
             raise RuntimeError(

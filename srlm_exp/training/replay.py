@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.config import Problem, require
 from srlm_exp.generation.curriculum import training_candidates
+from srlm_exp.judging.records import PromptCandidates
 
 
 def replay_share_problem(share: Any) -> Problem | None:
@@ -34,16 +35,32 @@ def replay_mix(current: Sequence[dict], earlier: Sequence[dict], share: float, r
     return list(current) + rng.sample(list(earlier), k), k
 
 
+def training_rows(iteration_dir: Path, filename: str) -> list[dict]:
+    """What an iteration trains on from `filename`: its candidates as its curriculum selected them, or
+    every row of any other file (pairs.jsonl: the pairs already come from the selected prompts)."""
+    if filename == "candidates.jsonl":
+        return training_candidates(iteration_dir)
+    return read_jsonl(Path(iteration_dir) / filename)
+
+
 def earlier_rows(data_dir: Path, iteration: int, filename: str) -> list[dict]:
-    """The rows of `filename` in every earlier iteration's directory that has one (iterations 2..t-1)."""
+    """The training rows of `filename` in every earlier iteration's directory that has one (iterations 2..t-1)."""
     run = Path(data_dir).parent
-    read = training_candidates if filename == "candidates.jsonl" else (lambda d: read_jsonl(d / filename))
     return [row for k in range(2, iteration) if (run / f"iteration_{k}" / filename).exists()
-            for row in read(run / f"iteration_{k}")]
+            for row in training_rows(run / f"iteration_{k}", filename)]
 
 
-def with_replay(rows: list[dict], data_dir: Path, iteration: int, filename: str, share: float, seed: int) -> tuple[list[dict], int]:
-    """`rows` (this iteration's `filename`) mixed with earlier iterations' at `share`."""
+def with_replay(data_dir: Path, iteration: int, filename: str, share: float, seed: int) -> tuple[list[dict], int]:
+    """This iteration's training rows of `filename` mixed with earlier iterations' at `share`, and how many
+    were replayed."""
+    rows = training_rows(data_dir, filename)
     if share <= 0:
         return rows, 0
     return replay_mix(rows, earlier_rows(data_dir, iteration, filename), share, random.Random(f"replay:{seed}:{iteration}"))
+
+
+def candidates_to_train_on(data_dir: Path, iteration: int, share: float, seed: int) -> tuple[list[PromptCandidates], int]:
+    """The judged candidates the trainers that learn from them (sft, reinforce, ppo) train on: this
+    iteration's selected prompts plus the replayed share of earlier ones; and how many were replayed."""
+    rows, replayed = with_replay(data_dir, iteration, "candidates.jsonl", share, seed)
+    return [PromptCandidates.from_json(r) for r in rows], replayed

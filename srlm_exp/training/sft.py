@@ -13,9 +13,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.config import at_least, check, training_problems
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.generation.curriculum import training_candidates
-from srlm_exp.training.replay import replay_share_problem, with_replay
-from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
@@ -63,10 +61,8 @@ class TopCandidateSFTStage:
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, data_dir = inputs.tokenizer, inputs.data_dir
         examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
-        rows, replayed = with_replay(training_candidates(data_dir), data_dir, inputs.iteration,
-                                     "candidates.jsonl", self.replay_share, inputs.seed)
+        rows, replayed = candidates_to_train_on(data_dir, inputs.iteration, self.replay_share, inputs.seed)
         for row in rows:
-            row = PromptCandidates.from_json(row)
             best = top_candidate(row)
             if best is not None:
                 examples.append(chat_example(tok, row.instruction, best.text, max_len, "train.max_len"))
