@@ -154,4 +154,4 @@ class Loop:
         self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
         self.tracker.log_pairs_sample(t, self.iteration_dir(t) / "pairs.jsonl")
         log.info("M%d: %s | judge %s", t, {k: v for k, v in entry["eval"].items() if k != "per_family"},
-                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate")})
+                 {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate", "states_answer")})

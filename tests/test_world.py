@@ -9,7 +9,8 @@ from collections import Counter
 import datasets
 import pytest
 
-from srlm_exp.world.grader import Grade, canonical_response, extract_answer, grade, grade_task, judgment, response_with_score
+from srlm_exp.world.grader import (Grade, canonical_response, extract_answer, grade, grade_task, judgment, read_judgment,
+                                   response_with_score)
 from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
 from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
 
@@ -147,6 +148,45 @@ def test_judgment_gives_the_correct_answer_what_the_response_did_and_the_score()
             if score in (1, 2):
                 assert f"The response says {extract_answer(response)}," in text
             assert len(text.split()) <= 40
+
+
+def test_read_judgment_checks_the_stated_answer_and_the_quoted_response():
+    rng = random.Random(1)
+    for fam in FAMILIES.values():
+        task = fam.sample(rng)
+        for score in range(6):
+            response = response_with_score(task, score, rng)
+            # The target judgment is right on both counts; it quotes the response only where it calls it wrong.
+            assert read_judgment(task, response, judgment(task, response)) == {
+                "states_answer": True, "quotes_response": True if score in (1, 2) else None}
+    task = parse_instruction("Which is larger, 36 or 63?")
+    response = "The answer is 36."
+    assert read_judgment(task, response, "The correct answer is 36. The response says 36, which is close but wrong. "
+                                         "Score: 2") == {"states_answer": False, "quotes_response": True}
+    assert read_judgment(task, response, "The correct answer is 63. The response says 63, which is wrong. Score: 1") \
+        == {"states_answer": True, "quotes_response": False}
+    # States no answer at all (a truncated or off-format judgment): not a right one.
+    assert read_judgment(task, response, "The response is correct and exact. Score: 5") \
+        == {"states_answer": False, "quotes_response": None}
+
+
+def test_judge_eval_reads_the_judgments_back(tmp_path):
+    from srlm_exp.evaluation.judge_eval import judgment_reading
+    from srlm_exp.judging.records import Judgment
+    from srlm_exp.world.source import WorldSeedData
+
+    world = WorldSeedData("world", 3, True, dict(SMALL.__dict__)).build(tmp_path)
+    sets = world.judge_eval_sets()[:2]
+    task = parse_instruction(sets[0]["instruction"])
+    right = [Judgment([judgment(task, r)], [0.0]) for r in sets[0]["responses"]]
+    wrong = [Judgment([f"The correct answer is zzz. The response says zzz, which is wrong. Score: 1"], [1.0])
+             for _ in sets[1]["responses"]]
+    quoted_right = sum(grade_task(task, r).score in (1, 2) for r in sets[0]["responses"])
+    read = judgment_reading(world, sets, [right, wrong])
+    n = len(right) + len(wrong)
+    assert read["states_answer"] == pytest.approx(len(right) / n)
+    assert read["quotes_response"] == pytest.approx(quoted_right / (quoted_right + len(wrong)))
+    assert judgment_reading(world, [], []) == {"states_answer": None, "quotes_response": None}
 
 
 # ------------------------------------------------------------------------- seed data

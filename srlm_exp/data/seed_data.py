@@ -73,6 +73,15 @@ class GroundTruth(Protocol):
 
 
 @runtime_checkable
+class JudgmentReader(Protocol):
+    """Seed data that knows what its EFT judgments say before the score, and can check it (the world: the
+    correct answer, then the response's answer where it is wrong)."""
+
+    def read_judgment(self, instruction: str, response: str, judgment: str) -> dict[str, bool | None] | None:
+        """{"states_answer": bool, "quotes_response": bool | None}, or None when `instruction` is not gradable."""
+
+
+@runtime_checkable
 class RankedResponses(Protocol):
     """Seed data with ranked response sets to train a reward model on, apart from the held-out ones."""
 

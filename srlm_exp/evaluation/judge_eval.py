@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from srlm_exp.data.seed_data import JudgmentReader
 from srlm_exp.distributed import split_map
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.judging.records import parse_rate
@@ -19,4 +20,24 @@ def evaluate_judge(model, tokenizer, judge, seed_data, batch_size: int) -> dict[
     metrics = judge_metrics([[j.score for j in js] for js in judged], [s["scores"] for s in sets], top_score=judge.high)
     # Table 4's parse rate is over individual judgments, not per-response means.
     metrics["parse_rate"] = parse_rate(j for js in judged for j in js)
+    if judge.writes_seed_judgments and isinstance(seed_data, JudgmentReader):
+        metrics.update(judgment_reading(seed_data, sets, judged))
     return metrics
+
+
+def judgment_reading(seed_data, sets, judged) -> dict[str, Any]:
+    """What the judgments got right before their scores, where the seed data can check it (the world):
+    `states_answer`, the share of judgments that state the true answer; `quotes_response`, of the
+    judgments that quote the response's answer, the share that quote it as it is (None if none do)."""
+    states, quotes = [], []
+    for s, js in zip(sets, judged):
+        for response, judgment in zip(s["responses"], js):
+            for text in judgment.texts:
+                read = seed_data.read_judgment(s["instruction"], response, text)
+                if read is None:
+                    continue
+                states.append(read["states_answer"])
+                if read["quotes_response"] is not None:
+                    quotes.append(read["quotes_response"])
+    return {"states_answer": sum(states) / len(states) if states else None,
+            "quotes_response": sum(quotes) / len(quotes) if quotes else None}

@@ -25,6 +25,8 @@ class Judge:
 
     required_placeholders: ClassVar[tuple[str, ...]] = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>")
     uses_model: ClassVar[bool] = True
+    # Its judgments follow the seed data's EFT judgments (what the seed data can read back: JudgmentReader).
+    writes_seed_judgments: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -22,7 +22,8 @@ METRIC_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("gt_score", "eval.gt_score"), ("gt_exact", "eval.gt_exact"), ("mean_length", "eval.mean_length")],
     "Judge quality": [
         ("pairwise_acc", "judge.pairwise_acc"), ("spearman", "judge.spearman"), ("kendall", "judge.kendall"),
-        ("exact_match", "judge.exact_match"), ("five_best", "judge.five_best"), ("parse_rate", "judge.parse_rate")],
+        ("exact_match", "judge.exact_match"), ("five_best", "judge.five_best"), ("parse_rate", "judge.parse_rate"),
+        ("states answer", "judge.states_answer"), ("quotes response", "judge.quotes_response")],
     "Self-rewarding loop": [
         ("win vs M1", "head_to_head.vs_M1.win"), ("win vs prev", "head_to_head.vs_prev.win"),
         ("pairs.n", "pairs.n"), ("pairs.tie_rate", "pairs.tie_rate"),

@@ -14,7 +14,7 @@ from .tasks import FAMILIES, Task, normalize_ws, parse_instruction
 
 __all__ = [
     "Grade", "canonical_response", "extract_answer", "grade_task", "grade", "response_with_score",
-    "judgment", "JUDGMENT_PHRASES", "FILLERS",
+    "judgment", "read_judgment", "JUDGMENT_PHRASES", "FILLERS",
 ]
 
 ANSWER_PREFIX = "The answer is"
@@ -145,3 +145,19 @@ def judgment(task: Task, response: str, grade: Grade | None = None) -> str:
     g = grade or grade_task(task, response)
     stated = extract_answer(response) or ""
     return f"The correct answer is {task.answer}. {JUDGMENT_PHRASES[g.score].format(stated=stated)} Score: {g.score}"
+
+
+_STATED_TRUTH_RE = re.compile(r"The correct answer is (.*?)\.(?:\s|$)")
+_QUOTED_RE = re.compile(r"The response says (.*?), which")
+
+
+def read_judgment(task: Task, response: str, text: str) -> dict[str, bool | None]:
+    """What a judgment in the world's format got right before its score (judgment() writes the target):
+    `states_answer`, whether the correct answer it states is the true one (False when it states none);
+    `quotes_response`, whether the answer it quotes from the response is the response's own (None when it
+    quotes none: it quotes only answers it calls wrong). A judge whose scores are noise shows here why."""
+    stated = _STATED_TRUTH_RE.search(text)
+    quoted = _QUOTED_RE.search(text)
+    return {"states_answer": stated is not None and normalize_ws(stated.group(1)) == normalize_ws(task.answer),
+            "quotes_response": None if quoted is None
+            else normalize_ws(quoted.group(1)) == (extract_answer(response) or "")}

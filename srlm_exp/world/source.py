@@ -15,10 +15,10 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.config import Problem, at_least, check, require
 from srlm_exp.data.distill import Distilled
 from srlm_exp.data.seed_data import SeedData
-from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade
+from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade, read_judgment
 from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
 from srlm_exp.world.seed_data import N_SCORES, SELF_INSTRUCT_FAMILY, WorldSizes, build_world
-from srlm_exp.world.tasks import sample_task
+from srlm_exp.world.tasks import parse_instruction, sample_task
 
 FILES = ("corpus", "ift", "eft_raw", "eval", "judge_eval")
 
@@ -93,6 +93,10 @@ class WorldSeedData(SeedData):
     # --- capabilities ------------------------------------------------------------------------------
     def grade(self, instruction: str, response: str) -> Grade | None:
         return grade(instruction, response)
+
+    def read_judgment(self, instruction: str, response: str, judgment: str) -> dict[str, bool | None] | None:
+        task = parse_instruction(instruction)
+        return None if task is None else read_judgment(task, response, judgment)
 
     def sample_instruction(self, rng: random.Random) -> str:
         """A fresh task, never one of the held-out instructions (eval, judge_eval): training on an
