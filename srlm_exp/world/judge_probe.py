@@ -4,7 +4,8 @@ the response, and can it rank the responses the policy actually writes?
 The held-out ranked sets (judge eval, Table 4) mix every score, so a judge can rank them by form alone
 (extra text, a bare answer); the loop's candidates are all in the canonical form and differ only in
 correctness. The probe judges both kinds of set with one greedy judgment per response (no sampling
-noise), on tasks drawn from their own random stream:
+noise), on tasks drawn from their own random stream (not the held-out ones: the small families repeat
+training instructions, e.g. `capital` has 78, but never with the probe's responses):
 - `ranked`: 4 responses of distinct random scores 0-5 per task, like the held-out sets;
 - `policy_style`: the canonical-form responses of scores 5, 2 and 1 (right, close, wrong), like AIFT
   candidates.
