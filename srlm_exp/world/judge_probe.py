@@ -1,4 +1,4 @@
-"""Probe a model as a judge on fresh world tasks, greedily: does it state the true answer, does it read
+"""Probe a model as a judge on world tasks, greedily: does it state the true answer, does it read
 the response, and can it rank the responses the policy actually writes?
 
 The held-out ranked sets (judge eval, Table 4) mix every score, so a judge can rank them by form alone
