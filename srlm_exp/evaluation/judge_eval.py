@@ -1,7 +1,7 @@
 """The model as a judge on held-out ranked sets: the paper's Table 4 metrics."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from srlm_exp.data.seed_data import JudgmentReader
 from srlm_exp.distributed import split_map
@@ -29,15 +29,13 @@ def judgment_reading(seed_data, sets, judged) -> dict[str, Any]:
     """What the judgments got right before their scores, where the seed data can check it (the world):
     `states_answer`, the share of judgments that state the true answer; `quotes_response`, of the
     judgments that quote the response's answer, the share that quote it as it is (None if none do)."""
-    states, quotes = [], []
-    for s, js in zip(sets, judged):
-        for response, judgment in zip(s["responses"], js):
-            for text in judgment.texts:
-                read = seed_data.read_judgment(s["instruction"], response, text)
-                if read is None:
-                    continue
-                states.append(read["states_answer"])
-                if read["quotes_response"] is not None:
-                    quotes.append(read["quotes_response"])
-    return {"states_answer": sum(states) / len(states) if states else None,
+    reads = [seed_data.read_judgment(s["instruction"], response, text)
+             for s, js in zip(sets, judged) for response, judgment in zip(s["responses"], js) for text in judgment.texts]
+    return reading_rates([r for r in reads if r is not None])
+
+
+def reading_rates(reads: Sequence[dict[str, bool | None]]) -> dict[str, float | None]:
+    """`states_answer` and `quotes_response` over read judgments (JudgmentReader.read_judgment's dicts)."""
+    quotes = [r["quotes_response"] for r in reads if r["quotes_response"] is not None]
+    return {"states_answer": sum(r["states_answer"] for r in reads) / len(reads) if reads else None,
             "quotes_response": sum(quotes) / len(quotes) if quotes else None}

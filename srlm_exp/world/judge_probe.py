@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from srlm_exp.evaluation.judge_eval import reading_rates
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.world.grader import grade_task, read_judgment, response_with_score
 from srlm_exp.world.seed_data import N_SCORES, _tasks
@@ -41,33 +42,27 @@ def probe_metrics(sets: Sequence[tuple[Task, list[str]]], judgments: Sequence[Se
                   scores: Sequence[Sequence[float]], top_score: float = 5) -> dict[str, Any]:
     """Metrics of one kind of set: `states_answer` and `quotes_response` (as the judge eval's, also per
     family), and the ranking metrics of judge_metrics (pairwise_acc, spearman, ...) against the grader."""
-    states, quotes = defaultdict(list), []
+    reads = defaultdict(list)
     for (task, responses), texts in zip(sets, judgments):
-        for response, text in zip(responses, texts):
-            read = read_judgment(task, response, text)
-            states[task.family].append(read["states_answer"])
-            if read["quotes_response"] is not None:
-                quotes.append(read["quotes_response"])
-    every = [s for v in states.values() for s in v]
-    ranking = judge_metrics(scores, [[grade_task(t, r).score for r in rs] for t, rs in sets], top_score=top_score)
+        reads[task.family] += [read_judgment(task, r, text) for r, text in zip(responses, texts)]
+    truth = [[grade_task(t, r).score for r in rs] for t, rs in sets]
+    ranking = judge_metrics(scores, truth, top_score=top_score)
     valid = [s for row in scores for s in row if s == s]
     return {**{k: ranking[k] for k in ("pairwise_acc", "spearman", "n_pairs")},
-            "tie_rate": _tie_rate(sets, scores),
+            "tie_rate": _tie_rate(truth, scores),
             "parse_rate": len(valid) / max(1, sum(len(row) for row in scores)),
-            "states_answer": sum(every) / max(1, len(every)),
-            "quotes_response": sum(quotes) / len(quotes) if quotes else None,
-            "states_answer_per_family": {f: sum(v) / len(v) for f, v in sorted(states.items())}}
+            **reading_rates([r for v in reads.values() for r in v]),
+            "states_answer_per_family": {f: reading_rates(v)["states_answer"] for f, v in sorted(reads.items())}}
 
 
-def _tie_rate(sets: Sequence[tuple[Task, list[str]]], scores: Sequence[Sequence[float]]) -> float:
-    """Of the response pairs the grader tells apart, the share the judge scored equal (pairwise_acc counts
-    them as wrong, as Table 4 does)."""
+def _tie_rate(truth: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> float:
+    """Of the response pairs the grader tells apart (`truth`: their grades), the share the judge scored equal
+    (pairwise_acc counts them as wrong, as Table 4 does)."""
     ties = n = 0
-    for (task, responses), row in zip(sets, scores):
-        truth = [grade_task(task, r).score for r in responses]
+    for grades, row in zip(truth, scores):
         for i in range(len(row)):
             for j in range(i + 1, len(row)):
-                if truth[i] != truth[j]:
+                if grades[i] != grades[j]:
                     n += 1
                     ties += row[i] == row[j]
     return ties / max(1, n)
@@ -89,9 +84,9 @@ def probe(model, tokenizer, judge, n_tasks: int = 150, seed: int = 0, batch_size
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from srlm_exp.judging.judge import Judge
     from srlm_exp.models.loading import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -104,11 +99,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.tasks < 1:
         ap.error(f"--tasks is {args.tasks}; probe at least 1 task (default 150)")
-    cfg = OmegaConf.to_container(OmegaConf.load(args.judge), resolve=True)
+    cfg = OmegaConf.load(args.judge)
     if cfg.get("_target_") != "srlm_exp.judging.judge.Judge":
         ap.error(f"--judge {args.judge} is not a pointwise judge prompt (its _target_ is {cfg.get('_target_')!r}); "
                  "the probe reads pointwise judgments, e.g. conf/judge/additive5.yaml")
-    judge = Judge(**{k: v for k, v in cfg.items() if k != "_target_"})
+    judge = instantiate(cfg)
     tokenizer, model = load_tokenizer(args.model), load_model(args.model).eval()
     result = {"model": args.model, "judge": args.judge, "tasks": args.tasks, "seed": args.seed,
               **probe(model, tokenizer, judge, args.tasks, args.seed)}
