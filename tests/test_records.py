@@ -88,7 +88,9 @@ def test_generation_verification_gap_on_hand_numbers():
     assert gv["gradable"] == pytest.approx(2 / 3) and gv["prompts"] == 2
     assert gv["sampled_exact"] == pytest.approx(2 / 5)
     assert gv["judge_pick_exact"] == 0.5 and gv["random_pick_exact"] == pytest.approx((1 / 2 + 1 / 3) / 2)
-    assert gv["per_family"]["a"] == {"prompts": 1, "sampled_exact": 0.5, "judge_pick_exact": 1.0, "random_pick_exact": 0.5}
+    assert gv["best_pick_exact"] == 1.0  # each prompt has a right candidate for a perfect judge to pick
+    assert gv["per_family"]["a"] == {"prompts": 1, "sampled_exact": 0.5, "judge_pick_exact": 1.0, "random_pick_exact": 0.5,
+                                     "best_pick_exact": 1.0}
     assert gv["per_family"]["b"]["judge_pick_exact"] == 0.0 and gv["per_family"]["b"]["random_pick_exact"] == pytest.approx(1 / 3)
 
 

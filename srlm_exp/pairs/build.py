@@ -77,14 +77,17 @@ def generation_verification(rows: Sequence[PromptCandidates]) -> dict[str, Any]:
     Over the prompts the grader knows, in all and per task family: the share of sampled candidates that
     are correct (`sampled_exact`), and, on prompts whose candidates the judge scored, how often its top
     candidate (the one the SFT ablation trains on, the usual `chosen`) is correct (`judge_pick_exact`)
-    against a random candidate of the same prompt (`random_pick_exact`). `gradable`: the share of
-    prompts the grader knows at all."""
+    against a random candidate of the same prompt (`random_pick_exact`) and against the pick of a perfect
+    judge (`best_pick_exact`: some candidate is correct). best − random is all a judge can add to a prompt's
+    `chosen`; it bounds what any preference signal, the oracle's included, can teach from these candidates.
+    `gradable`: the share of prompts the grader knows at all."""
     def summarize(group: Sequence[PromptCandidates]) -> dict[str, Any]:
         cands = [c for r in group for c in r.candidates if c.gt_correct is not None]
         picks = [(top, [bool(c.gt_correct) for c in r.candidates]) for r in group if (top := top_candidate(r)) is not None]
         return {"prompts": len(group), "sampled_exact": _mean([float(bool(c.gt_correct)) for c in cands]),
                 "judge_pick_exact": _mean([float(bool(top.gt_correct)) for top, _ in picks]),
-                "random_pick_exact": _mean([sum(correct) / len(correct) for _, correct in picks])}
+                "random_pick_exact": _mean([sum(correct) / len(correct) for _, correct in picks]),
+                "best_pick_exact": _mean([float(any(correct)) for _, correct in picks])}
 
     known = [r for r in rows if r.family is not None]
     families = sorted({r.family for r in known})

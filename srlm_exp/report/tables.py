@@ -33,6 +33,7 @@ METRIC_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("greedy exact", "eval.gt_exact"), ("sampled exact (eval)", "eval.sampled.gt_exact"),
         ("gradable prompts", "aift.gradable"), ("sampled exact", "aift.sampled_exact"),
         ("judge pick exact", "aift.judge_pick_exact"), ("random pick exact", "aift.random_pick_exact"),
+        ("best pick exact", "aift.best_pick_exact"),
         ("self vs gt corr", "aift.self_vs_gt_corr"), ("pairs made", "aift.pairs")],
 }
 # Meta-Rewarding (meta_judge=...): the judge pairs M(t) trained on, which M(t-1) made by judging its judgments.
@@ -137,14 +138,14 @@ def gen_verif_family_table(grid: Grid) -> str:
     for row in grid.rows():
         for f in families:
             cells = [grid.stat(row, ("eval", "per_family", f, "gt_exact"))] + [
-                grid.stat(row, ("aift", "per_family", f, k)) for k in ("sampled_exact", "judge_pick_exact", "random_pick_exact")]
+                grid.stat(row, ("aift", "per_family", f, k)) for k in ("sampled_exact", "judge_pick_exact", "random_pick_exact", "best_pick_exact")]
             if all(c is None for c in cells[1:]):
                 continue
             rows.append([row[0], grid.models[row], f, *map(format_stat, cells)])
     if not rows:
         return ""
     return markdown_table(["variant", "model", "family", "greedy exact", "sampled exact", "judge pick exact",
-                           "random pick exact"], rows)
+                           "random pick exact", "best pick exact"], rows)
 
 
 def oracle_gain_table(jobs, variants: list[str], metric: str = "eval.gt_score") -> str:
