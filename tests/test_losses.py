@@ -128,3 +128,55 @@ def test_sequence_logps_dtypes():
     labels = torch.tensor([[-100, 1, 2]])
     assert sequence_logps(logits, labels).dtype == torch.float64
     assert sequence_logps(logits.to(torch.bfloat16), labels).dtype == torch.float32
+
+
+# ---- DPO + NLL (train=dpo_nll) -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    from srlm_exp.models import random_init
+    from srlm_exp.models.loading import load_model, load_tokenizer
+    path = random_init.save_random_model("llama", random_init.world_texts(), tmp_path_factory.mktemp("policy") / "m",
+                                         random_init.Shape(hidden=32, intermediate=64, layers=1, heads=2, kv_heads=2),
+                                         init_range=0.02)
+    tok = load_tokenizer(path)
+    return load_model(path, tok).eval(), tok
+
+
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a bare module: no trainer to log to
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])  # ipo averages log-probs over tokens, sigmoid sums them
+def test_dpo_nll_adds_the_weighted_per_token_nll_of_the_chosen_responses(tiny_policy, loss_type):
+    import random
+
+    from srlm_exp.chat import chat_example
+    from srlm_exp.training.dpo import DPOModule, pair_batches
+    from srlm_exp.training.shared_batches import response_logps
+    from srlm_exp.world.grader import response_with_score
+    from srlm_exp.world.tasks import sample_task
+
+    model, tok = tiny_policy
+    rng = random.Random(0)
+    items = []
+    for k in range(3):
+        task = sample_task(rng)
+        items.append({"chosen": chat_example(tok, task.instruction, response_with_score(task, 5, rng), 256),
+                      "rejected": chat_example(tok, task.instruction, response_with_score(task, k, rng), 256),
+                      "ref_chosen": -20.0 - k, "ref_rejected": -25.0})
+    batch = pair_batches(items, tok.pad_token_id)
+    with torch.no_grad():
+        plain = DPOModule(model, loss_type=loss_type).training_step(batch, 0)
+        with_nll = DPOModule(model, loss_type=loss_type, nll_weight=0.5).training_step(batch, 0)
+        sums, lengths = response_logps(model, batch)
+    chosen_nll = -(sums[:3] / lengths[:3]).mean()  # per token, whatever the loss type's own length handling
+    assert chosen_nll > 0 and lengths[:3].min() > 1
+    assert with_nll.item() == pytest.approx(plain.item() + 0.5 * chosen_nll.item(), rel=1e-5)
+
+
+def test_train_dpo_nll_is_dpo_plus_nll_at_ten_times_the_step():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+    conf = Path(__file__).resolve().parents[1] / "conf" / "train"
+    dpo, nll = OmegaConf.load(conf / "dpo.yaml"), OmegaConf.load(conf / "dpo_nll.yaml")
+    assert list(nll.defaults) == ["dpo", "_self_"] and dpo.nll_weight == 0
+    assert nll.nll_weight == 1.0 and nll.lr == pytest.approx(10 * dpo.lr)

@@ -31,9 +31,9 @@ def grid(sweep: Path) -> list[list[str]]:
     return [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*values)]
 
 
-def test_there_are_the_nine_reviewed_sweeps():
+def test_there_are_the_ten_reviewed_sweeps():
     assert {p.stem for p in SWEEPS} == {"paper", "eft_ablation", "judge_prompts", "pair_rules", "reference", "upper_bound",
-                                         "reward_sources", "trainers", "meta_rewarding"}
+                                         "oracle_budget", "reward_sources", "trainers", "meta_rewarding"}
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
