@@ -146,6 +146,12 @@ class Loop:
         """Evaluate M(t) (unless a resumed job already did) and put its summary entry."""
         done = self.summary.entry(t)
         if done is not None and "judge" in done:
+            # A job extended past its last model (more loop.iterations) made AIFT(M(t)) after M(t)'s entry
+            # was written: add what that phase measured, keep the evaluation.
+            aift = evaluator.aift_stats(t) if "aift" not in done else None
+            if aift is not None:
+                timings = {**done.get("timings", {}), **phases.summary()["timings"]}
+                self.summary.put({**done, "aift": aift, "timings": timings})
             return
         with phases.phase("eval"):
             entry = evaluator.evaluate(t)

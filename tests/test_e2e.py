@@ -271,6 +271,27 @@ def _make_aift(out: Path, texts_and_scores=None) -> list[dict]:
     return read_jsonl(out / "pairs.jsonl")
 
 
+def test_an_extended_job_adds_aift_to_the_entries_written_before_it(smoke_run, tmp_path):
+    """A job run with fewer loop.iterations and then extended: M(t)'s entry was written before AIFT(M(t))
+    existed. The extension makes AIFT(M(t)) and must add its generation-verification gap to that entry
+    without re-evaluating M(t)."""
+    job = tmp_path / "job"
+    shutil.copytree(smoke_run, job)
+    original = _summary(smoke_run)
+    assert all("aift" in e for e in original["iterations"] if e["iteration"] in (1, 2))
+    as_extended = dict(original, iterations=[{k: v for k, v in e.items() if k != "aift"} for e in original["iterations"]])
+    (job / "summary.json").write_text(json.dumps(as_extended, indent=2))
+
+    proc = run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], tmp_path / "stdout.log")
+
+    s = _summary(job)
+    assert s["status"] == "finished"
+    for old, new in zip(original["iterations"], s["iterations"]):
+        assert new.get("aift") == old.get("aift"), old["model"]
+        assert {k: v for k, v in new.items() if k != "aift"} == {k: v for k, v in old.items() if k != "aift"}
+    assert "M1: {" not in proc.log, "M1 was re-evaluated"
+
+
 def test_pairs_regenerated_on_resume_equal_the_uninterrupted_ones(tmp_path):
     uninterrupted = _make_aift(tmp_path)
     (tmp_path / "pairs.jsonl").unlink()

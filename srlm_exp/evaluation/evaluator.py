@@ -43,11 +43,9 @@ class Evaluator:
         distributed.barrier()  # eval_responses.jsonl is on disk for the head-to-heads of every rank
         entry["head_to_head"] = self.head_to_heads(t)
         it = self.iteration_dir(t)
-        made = self.iteration_dir(t + 1) / "stats.json"
-        if made.exists():  # AIFT(M(t)): what M(t) generated and how well it judged it
-            stats = json.loads(made.read_text())
-            entry["aift"] = {**stats.get("gen_verif", {}), "pairs": stats["pairs"]["n"],
-                             "self_vs_gt_corr": stats.get("reward_watch", {}).get("corr")}
+        aift = self.aift_stats(t)
+        if aift is not None:
+            entry["aift"] = aift
         if (it / "training.json").exists():
             entry["training"] = json.loads((it / "training.json").read_text())
         if (it / "stats.json").exists():
@@ -56,6 +54,16 @@ class Evaluator:
         if e.judge_model and self.opponents(t):  # one external judge model, on rank 0
             entry["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(t))
         return entry
+
+    def aift_stats(self, t: int) -> dict[str, Any] | None:
+        """AIFT(M(t)), what M(t) generated and how well it judged it: the generation-verification gap, the
+        pairs made and self vs ground-truth score correlation. None until AIFT(M(t)) is made."""
+        made = self.iteration_dir(t + 1) / "stats.json"
+        if not made.exists():
+            return None
+        stats = json.loads(made.read_text())
+        return {**stats.get("gen_verif", {}), "pairs": stats["pairs"]["n"],
+                "self_vs_gt_corr": stats.get("reward_watch", {}).get("corr")}
 
     def policy(self, model, t: int) -> dict[str, Any]:
         """Greedy responses to the held-out instructions, graded; with eval.sample_temperature > 0 also one

@@ -79,7 +79,7 @@ def generation_verification(rows: Sequence[PromptCandidates]) -> dict[str, Any]:
     candidate (the one the SFT ablation trains on, the usual `chosen`) is correct (`judge_pick_exact`)
     against a random candidate of the same prompt (`random_pick_exact`) and against the pick of a perfect
     judge (`best_pick_exact`: some candidate is correct). best − random is all a judge can add to a prompt's
-    `chosen`; it bounds what any preference signal, the oracle's included, can teach from these candidates.
+    `chosen`, the oracle included.
     `gradable`: the share of prompts the grader knows at all."""
     def summarize(group: Sequence[PromptCandidates]) -> dict[str, Any]:
         cands = [c for r in group for c in r.candidates if c.gt_correct is not None]
