@@ -37,10 +37,23 @@ def test_rloo_loss_and_its_gradient_on_hand_numbers():
     logps = torch.tensor([-2.0, -1.0], requires_grad=True)
     ref, adv = torch.tensor([-2.0, -2.0]), torch.tensor([1.0, -1.0])
     loss = rloo_loss(logps, ref, adv, kl_coef=0.5)
-    # (-1 * -2 + 0.5 * 0) and (1 * -1 + 0.5 * 1), averaged
-    assert loss.item() == pytest.approx((2.0 - 0.5) / 2)
+    # (-1 * -2 + 0.5 * 0^2 / 2) and (1 * -1 + 0.5 * 1^2 / 2), averaged
+    assert loss.item() == pytest.approx((2.0 - 1.0 + 0.25) / 2)
     loss.backward()
-    assert logps.grad.tolist() == pytest.approx([(-1 + 0.5) / 2, (1 + 0.5) / 2])  # the better sample goes up
+    # d/dlogp: -A + kl_coef * (logp - ref), halved by the mean; the better sample goes up
+    assert logps.grad.tolist() == pytest.approx([(-1 + 0.0) / 2, (1 + 0.5) / 2])
+
+
+def test_the_kl_penalty_pulls_each_response_back_to_the_reference_from_either_side():
+    """With no advantage, the penalty alone must move log pi(y) towards log pi_ref(y): down where the policy
+    is above the reference, up where it is below, not at all at it. (A plain log-ratio term pushes all three
+    down alike, which is no pull towards the reference at all.)"""
+    logps = torch.tensor([-1.0, -3.0, -2.0], requires_grad=True)
+    ref = torch.tensor([-2.0, -2.0, -2.0])
+    rloo_loss(logps, ref, torch.zeros(3), kl_coef=1.0).backward()
+    above, below, at = logps.grad.tolist()
+    assert above > 0 and below < 0 and at == 0  # gradient descent: above goes down, below goes up
+    assert rloo_loss(ref.clone(), ref, torch.zeros(3), kl_coef=1.0).item() == 0.0
 
 
 # Under LoRA the smoke model's adapters learn no judge in 200 steps, so the oracle scores the candidates there.

@@ -3,9 +3,13 @@
 Seed 004's policy gradient with the self-assigned score as the reward, in the RLOO form (Ahmadian et al.
 2024): each of a prompt's N sampled candidates is pushed up or down by its reward minus the mean reward
 of the prompt's *other* candidates, loss -(r_i - b_i) log pi(y_i | x). A per-sequence KL penalty to the
-reference (M(t), or M1) keeps the update near it: kl_coef * (log pi(y) - log pi_ref(y)), the sampled
-estimate of KL(pi || pi_ref) on these on-policy samples. Candidates whose judgments gave no valid score
-are left out (never a default reward); a prompt needs two scored candidates for a baseline.
+reference (M(t), or M1) keeps the update near it: kl_coef * (log pi(y) - log pi_ref(y))^2 / 2 (Schulman's
+k2 estimator). Its gradient, kl_coef * (log pi(y) - log pi_ref(y)) * grad log pi(y), is the sampled
+gradient of KL(pi || pi_ref) on on-policy samples, and it pulls a response back from either side of the
+reference. The plain log-ratio is not a usable penalty here: its gradient kl_coef * grad log pi(y) is zero
+in expectation on-policy and, on the stored rollouts, pushes every sampled response down alike. Candidates
+whose judgments gave no valid score are left out (never a default reward); a prompt needs two scored
+candidates for a baseline.
 """
 from __future__ import annotations
 
@@ -54,8 +58,9 @@ def rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, Any]], di
 
 
 def rloo_loss(logps: torch.Tensor, ref_logps: torch.Tensor, advantages: torch.Tensor, kl_coef: float) -> torch.Tensor:
-    """Mean over the batch of -A * log pi(y) + kl_coef * (log pi(y) - log pi_ref(y))."""
-    return (-advantages * logps + kl_coef * (logps - ref_logps)).mean()
+    """Mean over the batch of -A * log pi(y) + kl_coef * (log pi(y) - log pi_ref(y))^2 / 2 (the k2 KL penalty:
+    zero at the reference, and its gradient pulls log pi(y) back towards log pi_ref(y) from either side)."""
+    return (-advantages * logps + kl_coef * 0.5 * (logps - ref_logps).square()).mean()
 
 
 def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
