@@ -63,7 +63,12 @@ def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_l
         )
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos_token: set one so the model learns to stop")
-    if not full_ids or full_ids[-1] != tokenizer.eos_token_id:
+    eos_at = [i for i in range(len(p_ids), len(full_ids)) if full_ids[i] == tokenizer.eos_token_id]
+    if eos_at:
+        # The turn ends at its EOS; what a template writes after it (ChatML's "\n") is never generated:
+        # generation stops at EOS, so training on it would only teach a token the model never emits.
+        full_ids = full_ids[: eos_at[0] + 1]
+    else:
         # Templates that do not append EOS after the assistant turn: add it, or the model never stops.
         full_ids = full_ids + [tokenizer.eos_token_id]
     if len(p_ids) >= max_len:
