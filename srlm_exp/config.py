@@ -21,6 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.data.seed_data import GroundTruth, RankedResponses
 
+# `${srlm.if:COND,A,B}` in a config: A where COND is true, else B. A model's defaults use it for settings that
+# depend on another (LoRA trains adapters that start at zero: a ~10x larger step than full fine-tuning).
+if not OmegaConf.has_resolver("srlm.if"):
+    OmegaConf.register_new_resolver("srlm.if", lambda cond, yes, no: yes if cond else no)
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -256,7 +261,7 @@ def build_components(cfg: DictConfig) -> Components:
         from srlm_exp.judging.meta_judge import meta_judge_problems  # (it imports this module)
         problems += [p for p in meta_judge_problems(built["meta_judge"], built["judge"], built["train_stage"]) if p]
     if not problems:  # the model's context is read only once the rest is known to be sound
-        problems += context_problems(cfg, built["judge"])
+        problems += context_problems(cfg, built["judge"], built["model_source"])
     check(*problems)
     return Components(**built)
 

@@ -43,12 +43,28 @@ def compose(overrides: Sequence[str] = ()):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=False)
 
 
+def specialization_groups() -> dict[str, str]:
+    """Groups the main config picks by interpolation (`optional model_defaults: ${model}`) -> that choice's
+    pattern: a model's settings of other groups, never chosen on the command line."""
+    import yaml
+
+    out = {}
+    for entry in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]:
+        if not isinstance(entry, dict):
+            continue
+        for key, value in entry.items():
+            if "${" in str(value):
+                out[key.removeprefix("optional ").strip()] = str(value)
+    return out
+
+
 def config_groups() -> dict[str, list[str]]:
-    """Every config group of conf/ and its options, discovered from the files."""
+    """Every config group of conf/ that a user chooses from, and its options, discovered from the files."""
+    special = specialization_groups()
     return {
         d.name: sorted(p.stem for p in d.glob("*.yaml"))
         for d in sorted(CONF_DIR.iterdir())
-        if d.is_dir() and any(d.glob("*.yaml"))
+        if d.is_dir() and any(d.glob("*.yaml")) and d.name not in special
     }
 
 

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import CONF_DIR, REPO, compose, config_groups
+from conftest import CONF_DIR, REPO, compose, config_groups, specialization_groups
 from srlm_exp.config import ConfigError, validate
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.judging.judge import Judge, JudgeTemplateError
@@ -331,6 +331,32 @@ def test_judge_template_without_a_placeholder_is_rejected_by_name(option):
         assert isinstance(cause, JudgeTemplateError), repr(cause)
         assert placeholder in str(cause)
         assert [p for p in placeholders if p != placeholder and p in str(cause).split("must contain")[0]] == []
+
+
+# ------------------------------------------------------------------------------ model specialisations
+
+@pytest.mark.parametrize("group", sorted(specialization_groups()))
+def test_every_specialization_file_names_options_that_exist(group):
+    """conf/model_defaults/<model>.yaml and conf/model_debug/<model>_<debug>.yaml are picked by name: a file
+    whose model or debug option was renamed would silently stop applying."""
+    pattern = specialization_groups()[group]
+    files = sorted((CONF_DIR / group).glob("*.yaml"))
+    assert files, f"conf/{group}/ is empty"
+    for f in files:
+        if pattern == "${model}":
+            assert f.stem in GROUPS["model"], f"{f}: no model option {f.stem}"
+        else:
+            model, _, debug = f.stem.rpartition("_")
+            assert model in GROUPS["model"] and debug in GROUPS["debug"], f"{f}: no model {model} / debug {debug}"
+
+
+def test_a_model_brings_its_own_defaults_and_smoke_preset_and_the_command_line_wins():
+    tiny, smoll = compose(["debug=smoke"]), compose(["model=smollm2", "debug=smoke"])
+    assert tiny.seed_sft.lr == 1e-2 and tiny.model.architecture.hidden_size == 64
+    assert smoll.seed_sft.lr == 1e-4 and "architecture" not in smoll.model  # pretrained weights kept as they are
+    assert compose(["model=smollm2", "debug=smoke", "model.lora.enabled=true"]).seed_sft.lr == 1e-3  # LoRA: 10x
+    assert compose(["model=smollm2"]).data.sizes.ift == 192 < compose([]).data.sizes.ift
+    assert compose(["model=smollm2", "debug=smoke", "seed_sft.lr=3e-5"]).seed_sft.lr == 3e-5
 
 
 # ------------------------------------------------------------------------------ YAML files

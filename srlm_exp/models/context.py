@@ -5,13 +5,13 @@ Sequence budgets (`seed_sft.max_len`, `train.max_len`) default to `auto`: the mo
 `auto` costs nothing over a tighter cap; a number sized for one tokenizer (768 tokens of ours) would
 reject the same rows written in a less compact one (byte-level BPE), which is why it is not the default.
 
-`context_problems(cfg, judge)` is the configure-time half, for a local Hugging Face model: every
+`context_problems(cfg, judge, model_source)` is the configure-time half, for a local checkpoint (a directory,
+or a GGUF file's cached conversion): every
 budget above the model's context, and a judge prompt that with its judgment does not fit, is reported
 with the other config problems before anything is built or trained.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,12 +47,15 @@ def sequence_budget(max_len: Any, model: Any, key: str) -> int:
     return int(max_len)
 
 
-def context_problems(cfg: DictConfig, judge: Any) -> list[Problem]:
-    """For `model=hf` with a local checkpoint: budgets beyond the model's context, and a judge prompt
-    (its fixed part, with this model's tokenizer and chat template) that leaves no room for the
-    instruction, the response and `judge.max_new_tokens`. A hub name is checked when it is loaded."""
-    name = OmegaConf.select(cfg, "model.name_or_path", default=None)
-    if name is None or OmegaConf.is_missing(cfg.model, "name_or_path") or not (Path(str(name)) / "config.json").is_file():
+def context_problems(cfg: DictConfig, judge: Any, model_source: Any) -> list[Problem]:
+    """For a local checkpoint (`model_source.checkpoint_dir`): budgets beyond the model's context, and a
+    judge prompt (its fixed part, with this model's tokenizer and chat template) that leaves no room for the
+    instruction, the response and `judge.max_new_tokens`. A hub name is checked when it is loaded, a GGUF
+    file once converted."""
+    if "name_or_path" in cfg.model and OmegaConf.is_missing(cfg.model, "name_or_path"):
+        return []  # reported as a missing value
+    name = model_source.checkpoint_dir(cfg.model, cfg.paths.cache_dir) if model_source is not None else None
+    if name is None:
         return []
     from transformers import AutoConfig
 

