@@ -48,11 +48,12 @@ class GGUFModel:
     requires: ClassVar[tuple[type, ...]] = ()
 
     def __init__(self, path: str):
-        from srlm_exp.models.gguf import gguf_problem
+        from srlm_exp.models.gguf import GGUF_INSTALL, gguf_available, gguf_problem
 
         problem = gguf_problem(path)
-        check(require(problem is None, "path", problem or "", "set model.source.path to a GGUF file that "
-                      "transformers can read (llama, qwen2, mistral, gemma, phi3, ...)"))
+        fix = (f"install it: {GGUF_INSTALL}" if not gguf_available() else
+               "set model.source.path to a GGUF file that transformers can read (llama, qwen2, mistral, gemma, phi3, ...)")
+        check(require(problem is None, "path", problem or "", fix))
         self.path = Path(path).expanduser()
 
     def gguf_file(self) -> Path:
