@@ -206,7 +206,9 @@ GROUPS_WITH_REQUIRED_VALUES = ("data", "model", "seed_sft", "train", "judge", "p
 
 def _run_level_problems(cfg: DictConfig) -> list[Problem | None]:
     """Settings read by the loop itself rather than by one component: devices, evaluation, model paths."""
-    out: list[Problem | None] = []
+    from srlm_exp.inference.backend import generation_problems  # (it imports this module)
+
+    out: list[Problem | None] = list(generation_problems(cfg))
     devices = cfg.trainer.get("devices", 1) if "trainer" in cfg else 1
     if isinstance(devices, int) and not isinstance(devices, bool):  # "auto" and device lists are Lightning's to read
         out.append(at_least(devices, 1, "trainer.devices", "set trainer.devices to 1 or more (or auto)"))

@@ -30,6 +30,7 @@ from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT
 from srlm_exp.evaluation.evaluator import Evaluator
 from srlm_exp.generation.aift import aift_done, make_aift
 from srlm_exp.generation.callback import SelfRewardCallback
+from srlm_exp.inference.vllm_engine import release_engine
 from srlm_exp.models.loading import ModelStore, is_model_dir, load_tokenizer, release
 from srlm_exp.phases import PhaseLog
 from srlm_exp.summary import Summary
@@ -98,6 +99,7 @@ class Loop:
         """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model,
         the fit's callback makes AIFT(M(t)) with it."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
+        release_engine()  # a generation engine (vLLM) would hold its model and cache through training
         if t == 1 and isinstance(self.seed_data, Distilled):  # dSFT: the teacher writes M1's IFT responses
             distributed.share_from_main(lambda: self.seed_data.distill(DistillTools(models.load_checkpoint, release)))
         if t == 1 and isinstance(self.seed_data, ModelJudgedEFT):
@@ -121,6 +123,7 @@ class Loop:
         def train_ift_only() -> Path:
             out = self.iteration_dir(1) / "ift_only_model"
             if not distributed.share_from_main(lambda: is_model_dir(out)):
+                release_engine()
                 model = models.load(0, trainable=True)
                 saved = SaveModelCallback(out, models.tokenizer, rebuild=partial(models.load, 0, True))
                 self.c.seed_sft.fit_ift_only(model, self.stage_inputs(1, models, [saved]))

@@ -11,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp import distributed
 from srlm_exp.config import build_components
+from srlm_exp.inference.backend import use_generation
+from srlm_exp.inference.vllm_engine import release_engine
 from srlm_exp.models.loading import release_cached_memory
 from srlm_exp.models.shared_prefix import use_shared_prefix
 from srlm_exp.resume import check_resume
@@ -47,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
 
     quiet_third_party()
     use_shared_prefix(cfg.shared_prefix)
+    use_generation(cfg.get("generation"))
     components = build_components(cfg)  # every config problem, before anything is built
     out_dir, choices, overrides, sweep = job_identity(cfg)
     changed = check_resume(out_dir, cfg) if distributed.is_main() else []  # never mix two configs in one job
@@ -74,6 +77,7 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         tracker.finish(failed)
+        release_engine()
         release_cached_memory()  # the next job of a multirun runs in this process
         distributed.teardown(failed)
     return summary.data

@@ -12,6 +12,8 @@ Two paths give the same tokens (greedy) or the same distribution (sampled):
     copying it per row (models/shared_prefix.py);
   * plain: Hugging Face `generate` on every full prompt, repeated per continuation. Used where the shared
     path cannot apply (said once in the log) and when `shared_prefix=false` forces it.
+With `generation.backend=vllm` every call goes to vLLM's engine instead (inference/vllm_engine.py), which loads
+the directory the model was loaded from or saved to; the same budgets, stop token and decoding apply.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from srlm_exp.chat import pad_batch
+from srlm_exp.inference.backend import generation_settings
+from srlm_exp.inference.checkpoints import directory_of
+from srlm_exp.inference.vllm_engine import engine_for
 from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
 
@@ -48,6 +53,9 @@ def sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Samplin
     if not prompts:
         return []
     _check_length(model, prompts, sampling, desc)
+    settings = generation_settings()
+    if settings.backend == "vllm":
+        return _vllm_sample(model, tokenizer, prompts, sampling, n, desc, settings.vllm)
     if available(model, "generation"):
         return _shared_prefix_sample(model, tokenizer, prompts, sampling, n, batch_size, desc, show_progress)
     # Batches of whole prompts, as the shared path makes them: both paths then draw the same random numbers
@@ -65,6 +73,21 @@ def _check_length(model, prompts, sampling: Sampling, desc: str) -> None:
             f"{desc}: a prompt of {longest} tokens + {sampling.max_new_tokens} new tokens exceeds the model's "
             f"{max_pos} positions; shorten the prompt or the new-token budget of this phase"
         )
+
+
+def _vllm_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Sampling, n: int, desc: str,
+                 settings) -> list[list[str]]:
+    directory = directory_of(model)
+    if directory is None:
+        raise RuntimeError(f"{desc}: generation.backend=vllm generates from a saved model directory, and this model has "
+                           "none (it was built in memory, or trained since it was loaded); save it with "
+                           "models.loading.save_model first, or set generation.backend=hf")
+    engine = engine_for(directory, next(model.parameters()).dtype, settings)
+    # One seed per continuation from torch's stream (started per phase by seed_sampling): reruns draw alike.
+    seeds = torch.randint(0, 2**31 - 1, (len(prompts) * n,)).tolist() if sampling.temperature > 0 else None
+    ids = engine.generate(prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k,
+                          tokenizer.eos_token_id, n, seeds)
+    return [[t.strip() for t in tokenizer.batch_decode(row, skip_special_tokens=True)] for row in ids]
 
 
 # --- the plain path ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from srlm_exp.artifacts import atomic_path
+from srlm_exp.inference.checkpoints import forget_directory, remember_directory
 
 
 class MissingChatTemplateError(ValueError):
@@ -61,6 +62,7 @@ def load_model(
         model.config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
+    remember_directory(model, name_or_path)  # what an engine that loads directories (vLLM) loads for it
     return model
 
 
@@ -84,6 +86,7 @@ def save_model(model, tokenizer, out_dir: str | Path) -> Path:
     with atomic_path(out_dir) as tmp:
         to_save.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
+    remember_directory(to_save, out_dir)
     return Path(out_dir)
 
 
@@ -146,6 +149,7 @@ class ModelStore:
         c = self.cfg
         model = load_model(path, self.tokenizer, dtype=c.dtype, trust_remote_code=c.trust_remote_code)
         if trainable:
+            forget_directory(model)  # it is about to differ from its directory
             model.train()  # from_pretrained returns eval mode (dropout off)
             if c.gradient_checkpointing:
                 enable_gradient_checkpointing(model)
