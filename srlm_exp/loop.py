@@ -26,7 +26,7 @@ from srlm_exp import distributed
 from srlm_exp.artifacts import read_jsonl, write_json
 from srlm_exp.config import Components
 from srlm_exp.data.distill import Distilled, DistillTools
-from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT
+from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT, ModelMadeJudgeEval
 from srlm_exp.evaluation.evaluator import Evaluator
 from srlm_exp.generation.aift import aift_done, make_aift
 from srlm_exp.generation.callback import SelfRewardCallback
@@ -63,6 +63,9 @@ class Loop:
                             lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model", run_dir=self.out)
         evaluator = Evaluator(self.cfg.eval, self.seed_data, self.c.judge, tokenizer, models.load, release,
                               self.iteration_dir, self.device, seed=self.cfg.seed)
+        if isinstance(self.seed_data, ModelMadeJudgeEval):  # its judge_eval sets are M0's responses
+            with m0_phases.phase("judge_eval_sets"):
+                self.seed_data.build_judge_eval(self.eft_tools(models))
         self.record(0, evaluator, m0_phases)
         last = self.cfg.loop.iterations + 1
         for t in range(1, last + 1):
@@ -133,7 +136,7 @@ class Loop:
 
         return EFTJudgingTools(train_ift_only=train_ift_only, load=models.load_path, release=release,
                                tokenizer=models.tokenizer, judge=self.c.judge.model_judge(),
-                               batch_size=self.cfg.eval.judge_batch_size)
+                               batch_size=self.cfg.eval.judge_batch_size, load_m0=partial(models.load, 0))
 
     def make_aift(self, t: int, model, tokenizer, phases: PhaseLog, models: ModelStore) -> dict:
         """AIFT(M(t)) into iteration t+1, with every prompt of earlier iterations as known prompts."""

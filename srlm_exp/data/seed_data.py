@@ -115,6 +115,7 @@ class EFTJudgingTools:
     tokenizer: Any
     judge: Any                              # the model judge (its template is what EFT teaches)
     batch_size: int
+    load_m0: Callable[[], Any] | None = None  # M0 itself, ready to generate (sources whose EFT responses are M0's)
 
 
 @runtime_checkable
@@ -122,3 +123,11 @@ class ModelJudgedEFT(Protocol):
     """Seed data whose EFT rows are judged by a model before M1 is trained (the paper's way, SPEC §1.1)."""
 
     def build_eft(self, tools: EFTJudgingTools) -> None: ...
+
+
+@runtime_checkable
+class ModelMadeJudgeEval(Protocol):
+    """Seed data whose held-out ranked sets (judge_eval) are made from M0's own responses: the loop makes them
+    before M0 is evaluated, since every model's judge metrics are taken on them (data=ifeval)."""
+
+    def build_judge_eval(self, tools: EFTJudgingTools) -> None: ...
