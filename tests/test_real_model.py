@@ -97,13 +97,15 @@ def _summary(job: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_the_loop_runs_to_m3_on_the_real_model(m0_dir, lora, tmp_path):
-    """`python run.py model=smollm2 debug=smoke` (and with LoRA): M1 learns the judgment format from a few EFT
-    steps, so its judgments of its own candidates parse and pairs form at M2 and M3."""
+@pytest.mark.parametrize("lora,backend", [(False, "hf"), (True, "vllm")], ids=["full-hf", "lora-vllm"])
+def test_the_loop_runs_to_m3_on_the_real_model(m0_dir, lora, backend, tmp_path):
+    """`python run.py model=smollm2 debug=smoke` with full fine-tuning on the Hugging Face path, and with LoRA on
+    vLLM (model=smollm2's default backend; each LoRA M(t) generates from its merged directory): M1 learns the
+    judgment format from a few EFT steps, so its judgments of its own candidates parse and pairs form at M2, M3."""
     job = tmp_path / "job"
-    run_job(["model=smollm2", "debug=smoke", "logger=none", f"model.lora.enabled={str(lora).lower()}",
-             f"hydra.run.dir={job}"], tmp_path / "stdout.log", timeout=1800)
+    proc = run_job(["model=smollm2", "debug=smoke", "logger=none", f"model.lora.enabled={str(lora).lower()}",
+                    f"generation.backend={backend}", f"hydra.run.dir={job}"], tmp_path / "stdout.log", timeout=1800)
+    assert ("vLLM engine on" in proc.log) == (backend == "vllm")
     s = _summary(job)
     assert s["status"] == "finished" and [e["model"] for e in s["iterations"]] == ["M0", "M1", "M2", "M3"]
     m0_entry, m1_entry = s["iterations"][0], s["iterations"][1]
