@@ -102,11 +102,11 @@ class Loop:
         """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model,
         the fit's callback makes AIFT(M(t)) with it."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
-        release_engine()  # a generation engine (vLLM) would hold its model and cache through training
         if t == 1 and isinstance(self.seed_data, Distilled):  # dSFT: the teacher writes M1's IFT responses
             distributed.share_from_main(lambda: self.seed_data.distill(DistillTools(models.load_checkpoint, release)))
         if t == 1 and isinstance(self.seed_data, ModelJudgedEFT):
             self.seed_data.build_eft(self.eft_tools(models))
+        release_engine()  # after the seed data's own generation: the engine would hold its model through training
         model = models.load(t - 1, trainable=True)
         # Under trainer=fsdp the fit ends with shards; the gathered weights go into M(t-1) loaded again.
         saved = SaveModelCallback(models.model_dir(t), models.tokenizer, rebuild=partial(models.load, t - 1, True))

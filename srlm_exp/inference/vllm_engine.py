@@ -130,7 +130,7 @@ class Engine:
         logging.getLogger("vllm.renderers.base").addFilter(lambda r: "Chat template warmup" not in r.getMessage())
         with _rng_kept():  # in this process vLLM seeds the global generators: phases' streams must not move
             self.llm = LLM(**kwargs)
-        torch.set_num_threads(threads)  # vLLM lowers this process's torch threads "for serving"
+        _restore_threads(threads)
         self.directory, self.dtype, self.in_process = directory, dtype, in_process
         log.info("vLLM engine on %s up in %.1f s (%s)", directory, time.time() - t0,
                  "in this process" if in_process else "own process")
@@ -169,6 +169,13 @@ class Engine:
             destroy_model_parallel()
             destroy_distributed_environment()
         gc.collect()
+        _restore_threads(threads)
+
+
+def _restore_threads(threads: int) -> None:
+    """vLLM may lower this process's torch threads "for serving"; once it has bound its OpenMP threads it also
+    replaces torch.set_num_threads by a call that warns and does nothing, so call it only when needed."""
+    if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 
