@@ -71,6 +71,15 @@ def installed_problem() -> tuple[str, str] | None:
     return None
 
 
+def _no_chat_template_warmup(record: logging.LogRecord) -> bool:
+    """We give token ids and decode ourselves (skip_tokenizer_init); vLLM's chat-template warm-up then fails,
+    harmlessly, with a traceback per engine."""
+    return "Chat template warmup" not in record.getMessage()
+
+
+logging.getLogger("vllm.renderers.base").addFilter(_no_chat_template_warmup)  # once per process, not per engine
+
+
 def _cpu_list() -> str:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     return ",".join(map(str, cpus))
@@ -126,8 +135,6 @@ class Engine:
             kwargs["max_num_batched_tokens"] = max(8192, context)
         if on_gpu:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
-        # We give token ids and decode ourselves (skip_tokenizer_init); its chat-template warm-up then fails, harmlessly.
-        logging.getLogger("vllm.renderers.base").addFilter(lambda r: "Chat template warmup" not in r.getMessage())
         with _rng_kept():  # in this process vLLM seeds the global generators: phases' streams must not move
             self.llm = LLM(**kwargs)
         _restore_threads(threads)
