@@ -116,6 +116,8 @@ def test_report_tables_and_plots(multirun: Path, tmp_path: Path, capsys) -> None
     assert "| judge=additive5 | M2 | M1 (prev) | head_to_head |" in h2h
     assert "| judge=multichoice5 | M2 | M1 | external_judge | 0.400 | 0.400 | 0.200 | 1 |" in h2h
 
+    assert "## IFEval accuracies" not in md  # no job of this grid was graded by IFEval's checkers
+
     for name in ("metrics_over_iterations.png", "head_to_head.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in md
@@ -239,3 +241,18 @@ def test_a_meta_judge_section_appears_only_for_grids_with_a_meta_judge(tmp_path:
     job(tmp_path / "plain" / "0", 0, None)
     assert main([str(tmp_path / "plain")]) == 0
     assert "## Meta-judge" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_ifeval_accuracies_get_their_own_table(tmp_path: Path) -> None:
+    """data=ifeval's summaries carry IFEval's four accuracies in eval; the report tabulates them."""
+    for seed, strict in ((1, 0.25), (2, 0.35)):
+        s = _summary("oracle", seed, [1.0, 2.0])
+        for it in s["iterations"]:
+            it["eval"].update(prompt_strict=strict + it["iteration"] / 10, prompt_loose=0.5, instruction_strict=0.6,
+                              instruction_loose=None)
+        d = tmp_path / f"{seed}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(s))
+    assert main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    table = (tmp_path / "r" / "report.md").read_text().split("## IFEval accuracies")[1].split("##")[0]
+    assert _row(table, "all", "M1")[2:] == ["0.400 ± 0.071 (2)", "0.500 ± 0.000 (2)", "0.600 ± 0.000 (2)", "—"]

@@ -73,6 +73,15 @@ class GroundTruth(Protocol):
 
 
 @runtime_checkable
+class GradeAccuracies(Protocol):
+    """Seed data with accuracies of its own over graded responses, beyond gt_score and gt_exact (IFEval's
+    prompt- and instruction-level, strict and loose); they join the policy's eval metrics."""
+
+    def accuracies(self, grades: list[Grade]) -> dict[str, float | None]:
+        """{metric name: value} over `grades` (None where undefined, e.g. no graded response)."""
+
+
+@runtime_checkable
 class JudgmentReader(Protocol):
     """Seed data that knows what its EFT judgments say before the score, and can check it (the world: the
     correct answer, then the response's answer where it is wrong)."""

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.data.seed_data import Grade, GroundTruth, SeedData
+from srlm_exp.data.seed_data import Grade, GradeAccuracies, GroundTruth, SeedData
 from srlm_exp.generation.sampler import Sampling, sample
 
 
@@ -17,8 +17,9 @@ def policy_responses(model, tokenizer, instructions: list[str], sampling: Sampli
 
 
 def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str]) -> tuple[dict[str, Any], list[dict]]:
-    """gt_score (mean 0-5), gt_exact (share exactly right), per-family scores (rows' optional `family`)
-    and mean length (chars); the graded rows of eval_responses.jsonl."""
+    """gt_score (mean 0-5), gt_exact (share exactly right), per-family scores (rows' optional `family`),
+    the seed data's own accuracies (GradeAccuracies, e.g. IFEval's four) and mean length (chars); the graded
+    rows of eval_responses.jsonl."""
     graded_by = seed_data if isinstance(seed_data, GroundTruth) else None
     per_family: dict[str, list[Grade]] = defaultdict(list)
     graded = []
@@ -38,4 +39,6 @@ def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str])
         metrics["gt_exact"] = sum(g.correct for g in allg) / len(allg)
         metrics["per_family"] = {f: {"gt_score": sum(g.score for g in gs) / len(gs), "gt_exact": sum(g.correct for g in gs) / len(gs)}
                                  for f, gs in sorted(per_family.items())}
+        if isinstance(seed_data, GradeAccuracies):
+            metrics.update(seed_data.accuracies(allg))
     return metrics, graded

@@ -37,7 +37,7 @@ from srlm_exp.data.seed_data import EFTJudgingTools, SeedData
 from srlm_exp.generation.sampler import Sampling, sample, seed_sampling
 
 from .eft import eft_rows, graded_set, ift_rows, ranked_sets
-from .grader import IFGrade, grade, judgment
+from .grader import IFGrade, grade, ifeval_metrics, judgment
 from .parsing import parse_instruction
 from .prompts import PromptGenerator, unique_prompts
 from .tasks import split_base_tasks
@@ -148,6 +148,11 @@ class IFEvalSeedData(SeedData):
     # --- ground truth -------------------------------------------------------------------------------
     def grade(self, instruction: str, response: str) -> IFGrade | None:
         return grade(instruction, response)
+
+    def accuracies(self, grades: list[IFGrade]) -> dict[str, float | None]:
+        """IFEval's four accuracies (GradeAccuracies): prompt_strict (= gt_exact), prompt_loose,
+        instruction_strict, instruction_loose."""
+        return ifeval_metrics(grades)
 
     def judgment(self, instruction: str, response: str) -> str:
         """The EFT target judgment of `response` (grader.judgment); the instruction must be gradable."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .aggregate import Grid
 from .collect import Job, format_value
-from .tables import (MAIN_COLUMNS, META_JUDGE_COLUMNS, METRIC_GROUPS, H2H, gen_verif_family_table, head_to_head_table, metric_table,
+from .tables import (IFEVAL_COLUMNS, MAIN_COLUMNS, META_JUDGE_COLUMNS, METRIC_GROUPS, H2H, gen_verif_family_table, head_to_head_table, metric_table,
                      oracle_gain_table, per_family_table)
 
 
@@ -41,6 +41,9 @@ def render_report(root: Path, jobs: list[Job], problems: list[str], grid: Grid, 
     out += ["", "## Main table", "", metric_table(grid, MAIN_COLUMNS)]
     for title, cols in METRIC_GROUPS.items():
         out += ["", f"## {title}", "", metric_table(grid, cols)]
+    if "prompt_strict" in grid.keys_under("eval"):  # only grids with an IFEval-graded job (data=ifeval)
+        out += ["", "## IFEval accuracies (eval: prompt- and instruction-level, strict and loose)", "",
+                metric_table(grid, IFEVAL_COLUMNS)]
     if grid.keys_under("meta_judge"):  # only grids with a meta-judge run
         out += ["", "## Meta-judge (the judge pairs M(t) trained on; closer to truth: the chosen judgment's score "
                 "nearer the grader's than the rejected's)", "", metric_table(grid, META_JUDGE_COLUMNS)]

@@ -36,6 +36,12 @@ METRIC_GROUPS: dict[str, list[tuple[str, str]]] = {
         ("best pick exact", "aift.best_pick_exact"),
         ("self vs gt corr", "aift.self_vs_gt_corr"), ("pairs made", "aift.pairs")],
 }
+# IFEval's own measures (data=ifeval; shown where a job has them): prompt-level = every constraint of a prompt
+# passes (strict = gt_exact), instruction-level = the share of all constraints that pass; loose forgives a stray
+# first or last line and markdown asterisks.
+IFEVAL_COLUMNS: list[tuple[str, str]] = [
+    ("prompt strict", "eval.prompt_strict"), ("prompt loose", "eval.prompt_loose"),
+    ("instruction strict", "eval.instruction_strict"), ("instruction loose", "eval.instruction_loose")]
 # Meta-Rewarding (meta_judge=...): the judge pairs M(t) trained on, which M(t-1) made by judging its judgments.
 META_JUDGE_COLUMNS: list[tuple[str, str]] = [
     ("judge pairs", "meta_judge.pairs"), ("verdicts parsed", "meta_judge.parse_rate"),
