@@ -292,6 +292,45 @@ def test_an_extended_job_adds_aift_to_the_entries_written_before_it(smoke_run, t
     assert "M1: {" not in proc.log, "M1 was re-evaluated"
 
 
+def test_a_branch_after_m1_reuses_the_jobs_m1_and_trains_its_own_m2_m3(smoke_run, tmp_path):
+    """`python -m srlm_exp.branch` then a rerun with another judge: the seed data, M0, M1 and their
+    evaluations are the source job's, read back and never redone; AIFT(M1) onwards is the new judge's."""
+    from srlm_exp.branch import BranchError, branch, main as branch_main
+
+    job = tmp_path / "oracle"
+    assert branch_main([str(smoke_run), str(job)]) == 0
+    assert not (job / "iteration_2").exists() and (job / "iteration_1" / "model" / "config.json").exists()
+    with pytest.raises(BranchError, match="not empty"):
+        branch(smoke_run, job)
+    with pytest.raises(BranchError, match="no summary.json"):
+        branch(tmp_path / "nowhere", tmp_path / "x")
+    assert branch_main([str(job), str(tmp_path / "y"), "--through", "2"]) == 2  # M2 not made yet
+    original = _summary(smoke_run)
+
+    refused = run_job(["debug=smoke", "logger=none", "judge=oracle", f"hydra.run.dir={job}"], tmp_path / "refused.log",
+                      check=False)
+    assert refused.returncode != 0 and "resume_anyway=true" in refused.log  # a branch changes settings knowingly
+    proc = run_job(["debug=smoke", "logger=none", "judge=oracle", f"hydra.run.dir={job}", "resume_anyway=true"],
+                   tmp_path / "stdout.log")
+
+    s = _summary(job)
+    assert s["status"] == "finished" and s["job"]["choices"]["judge"] == "oracle"
+    assert [e["model"] for e in s["iterations"]] == ["M0", "M1", "M2", "M3"]
+    for t in (0, 1):  # read back, not re-evaluated (AIFT(M1), its stats and timings, are the branch's own)
+        new, old = s["iterations"][t], original["iterations"][t]
+        assert {k: v for k, v in new.items() if k not in ("aift", "timings")} == \
+            {k: v for k, v in old.items() if k not in ("aift", "timings")}
+        assert {k: new["timings"][k] for k in ("train", "eval") if k in old["timings"]} == \
+            {k: old["timings"][k] for k in ("train", "eval") if k in old["timings"]}
+    assert "M1: SFT on" not in proc.log and "M1: {" not in proc.log
+    assert s["iterations"][1]["aift"]["pairs"] == s["iterations"][2]["pairs"]["n"]  # AIFT(M1) remade by the oracle
+    assert (job / "iteration_1/model/model.safetensors").read_bytes() == \
+        (smoke_run / "iteration_1/model/model.safetensors").read_bytes()
+    assert (job / "iteration_2/candidates.jsonl").read_bytes() != \
+        (smoke_run / "iteration_2/candidates.jsonl").read_bytes()  # judged by the oracle, not by M1
+    assert json.loads((job / "branched_from.json").read_text())["through"] == "M1"
+
+
 def test_pairs_regenerated_on_resume_equal_the_uninterrupted_ones(tmp_path):
     uninterrupted = _make_aift(tmp_path)
     (tmp_path / "pairs.jsonl").unlink()

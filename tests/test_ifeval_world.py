@@ -459,6 +459,9 @@ def test_the_cpu_preset_composes_and_validates():
     assert cfg.data.sizes.eft == 48 and cfg.data.sizes.eval == 64  # the preset's, not model=smollm2's world sizes
     oracle = compose(["experiment=ifeval_cpu", "judge=oracle"])
     assert oracle.judge.name == "oracle" and oracle.data.sizes.eval == 64
+    gpu = compose(["experiment=ifeval_gpu"])  # validated on a GPU box only (trainer=gpu needs one)
+    assert gpu.trainer.accelerator == "gpu" and gpu.data.sizes.eft == 1000 and gpu.prompts.n_prompts == 4000
+    assert gpu.train.lr == 1.0e-6 and gpu.judge.num_judgments == 3 and gpu.generation.backend == "vllm"
 
 
 # ------------------------------------------------------------------------------ EFT and judge_eval with a model

@@ -1,0 +1,82 @@
+"""Branch a job after M(t): a new job directory holding another job's seed data and models M0..M(t) with
+their evaluations, which a rerun with other settings resumes from.
+
+The paper's comparisons start every variant from the same M1 (its SFT baseline); an ablation of the judge,
+the pair rule or the trainer changes nothing before AIFT(M1). On a real model the seed data, M0's and M1's
+evaluations and M1's SFT are half of a job, so the variants branch from one finished M1 instead of each
+remaking it:
+
+    python -m srlm_exp.branch outputs/add_s0 outputs/oracle_s0            # after M1 (--through 1)
+    python run.py <the first job's settings> judge=oracle hydra.run.dir=outputs/oracle_s0 resume_anyway=true
+
+The rerun lists the settings that differ from the first job's (`resume_anyway` keeps that job's config as
+resolved_config.previous.yaml) and starts at AIFT(M(t)). The source is only read. What M(t) generated
+after it was evaluated (AIFT(M(t)), iteration_{t+1}/) is not copied: the branch makes its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from srlm_exp.artifacts import write_json
+from srlm_exp.models.loading import is_model_dir
+from srlm_exp.resume import CONFIG_FILE
+
+
+BRANCH_FILE = "branched_from.json"
+
+
+class BranchError(ValueError):
+    """A branch that cannot be made; the message names the problem and the fix."""
+
+
+def branch(source: str | Path, target: str | Path, through: int = 1) -> Path:
+    """Copy `source`'s data/, iteration_0..`through`/, its config and the summary entries of M0..M(through)
+    (without AIFT(M(through))'s statistics, which the branch remakes) into the new directory `target`."""
+    src, dst = Path(source), Path(target)
+    summary_file = src / "summary.json"
+    if not summary_file.exists():
+        raise BranchError(f"{src} is not a job directory (no summary.json): pass the directory a run.py job wrote")
+    entries = {e["iteration"]: e for e in json.loads(summary_file.read_text()).get("iterations", [])}
+    missing = [f"M{t}" for t in range(through + 1) if t not in entries]
+    if through < 1:
+        raise BranchError(f"--through {through}: branch after a trained model (1 = M1, the paper's shared SFT baseline)")
+    if missing or not is_model_dir(src / f"iteration_{through}" / "model"):
+        raise BranchError(f"{src} has not evaluated M{through} yet (missing: {', '.join(missing) or 'its model'}): "
+                          f"wait for the job to pass M{through}'s evaluation, or branch after an earlier model")
+    if dst.exists() and any(dst.iterdir()):
+        raise BranchError(f"{dst} exists and is not empty: branch into a new directory (nothing was copied)")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ["data"] + [f"iteration_{t}" for t in range(through + 1)]:
+        if (src / name).exists():
+            shutil.copytree(src / name, dst / name)
+    shutil.copy2(src / CONFIG_FILE, dst / CONFIG_FILE)
+    kept = [entries[t] for t in range(through + 1)]
+    kept[-1] = {k: v for k, v in kept[-1].items() if k != "aift"}
+    # The rerun writes its own job entry into summary.json; where its first models came from stays here.
+    write_json(dst / BRANCH_FILE, {"source": str(src.resolve()), "through": f"M{through}"})
+    write_json(dst / "summary.json", {"job": {}, "status": "branched", "iterations": kept})
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m srlm_exp.branch", description=__doc__.split("\n\n")[0])
+    p.add_argument("source", help="a job directory that has evaluated M(through)")
+    p.add_argument("target", help="the new job directory (must not exist or be empty)")
+    p.add_argument("--through", type=int, default=1, help="the last model copied (default 1: M1)")
+    args = p.parse_args(argv)
+    try:
+        dst = branch(args.source, args.target, args.through)
+    except BranchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{dst}: M0..M{args.through} of {args.source}. Resume it with other settings:\n"
+          f"  python run.py <settings> hydra.run.dir={dst} resume_anyway=true")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
