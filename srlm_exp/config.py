@@ -135,6 +135,7 @@ class Components:
     sampler: Any
     curriculum: Any
     meta_judge: Any = None   # None: meta_judge=none
+    external_judge: Any = None  # eval.external_judge, built only where eval.judge_model is set
 
 
 # config key -> component name; each node has a `_target_`
@@ -259,6 +260,12 @@ def build_components(cfg: DictConfig) -> Components:
         extra = {CAPABILITY_ARGUMENTS[c]: seed_data for c in requires if c in CAPABILITY_ARGUMENTS}
         built[name], errs = _instantiate(cfg, key, **extra)
         problems += errs
+    if OmegaConf.select(cfg, "eval.judge_model"):  # built now: its errors must not wait for M1's evaluation
+        built["external_judge"], errs = _instantiate(cfg, "eval.external_judge")
+        problems += errs
+        if built["external_judge"] is not None and not callable(getattr(built["external_judge"], "compare", None)):
+            problems.append(Problem("eval.external_judge", "is not a pairwise judge: the head-to-head compares two "
+                                    "responses", "keep eval's default (judge@eval.external_judge=pairwise)"))
     if not problems:
         from srlm_exp.judging.meta_judge import meta_judge_problems  # (it imports this module)
         problems += [p for p in meta_judge_problems(built["meta_judge"], built["judge"], built["train_stage"]) if p]

@@ -62,7 +62,7 @@ class Loop:
         models = ModelStore(self.cfg.model, tokenizer, self.device,
                             lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model", run_dir=self.out)
         evaluator = Evaluator(self.cfg.eval, self.seed_data, self.c.judge, tokenizer, models.load, release,
-                              self.iteration_dir, self.device, seed=self.cfg.seed)
+                              self.iteration_dir, self.device, seed=self.cfg.seed, external_judge=self.c.external_judge)
         if isinstance(self.seed_data, ModelMadeJudgeEval):  # its judge_eval sets are M0's responses
             with m0_phases.phase("judge_eval_sets"):
                 self.seed_data.build_judge_eval(self.eft_tools(models))

@@ -82,6 +82,8 @@ CATALOGUE = [
     (["eval.max_new_tokens=0"], "eval.max_new_tokens"),
     (["eval.sample_top_p=0"], "eval.sample_top_p"),
     (["eval.judge_model={tmp}/no_such_judge"], "eval.judge_model"),
+    (["eval.judge_model={gpt2}", "eval.external_judge.num_judgments=0"], "eval.external_judge.num_judgments"),
+    (["eval.judge_model={gpt2}", "judge@eval.external_judge=additive5"], "not a pairwise judge"),  # no compare()
     (["prompts=fixed", "prompts.generator_path={tmp}/no_such_generator"], "prompts.generator_path"),
     (["prompts.n_prompts=0"], "prompts.n_prompts"),
     (["prompts=self_instruct", "prompts.max_words=2"], "prompts.max_words"),  # below min_words

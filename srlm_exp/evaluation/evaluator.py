@@ -22,8 +22,10 @@ from srlm_exp.generation.sampler import Sampling, seed_sampling
 
 class Evaluator:
     def __init__(self, eval_cfg, seed_data, judge, tokenizer, load: Callable[[int], Any],
-                 release: Callable[[Any], None], iteration_dir: Callable[[int], Path], device, seed: int = 0):
+                 release: Callable[[Any], None], iteration_dir: Callable[[int], Path], device, seed: int = 0,
+                 external_judge=None):
         self.cfg, self.seed_data, self.judge, self.tokenizer, self.seed = eval_cfg, seed_data, judge, tokenizer, seed
+        self.external_judge = external_judge  # eval.external_judge where eval.judge_model is set
         self.load, self.release, self.iteration_dir, self.device = load, release, iteration_dir, device
 
     def responses_file(self, t: int) -> Path:
@@ -110,5 +112,5 @@ class Evaluator:
         """The same comparisons judged by the external model (eval.judge_model), both orders."""
         from srlm_exp.evaluation.external import external_head_to_heads
 
-        return external_head_to_heads(self.cfg, {name: (self.responses_file(t), self.responses_file(other))
+        return external_head_to_heads(self.cfg, self.external_judge, {name: (self.responses_file(t), self.responses_file(other))
                                                  for name, other in self.opponents(t)}, self.device)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hydra.utils import instantiate
-
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.models.loading import load_model, load_tokenizer, release
 
@@ -16,9 +14,10 @@ def tally(outcomes: list[int]) -> dict:
             "loss": sum(o < 0 for o in outcomes) / n, "n": n}
 
 
-def external_head_to_heads(eval_cfg, comparisons: dict[str, tuple[Path, Path]], device) -> dict:
+def external_head_to_heads(eval_cfg, judge, comparisons: dict[str, tuple[Path, Path]], device) -> dict:
     """{name: win/tie/loss} of the first eval_responses.jsonl of each pair against the second, by the
-    model at eval.judge_model (loaded once, released before returning)."""
+    model at eval.judge_model with the pairwise `judge` (eval.external_judge, built with the other components;
+    the model is loaded once, released before returning)."""
     if not comparisons:
         return {}
     pairs = {}
@@ -27,7 +26,6 @@ def external_head_to_heads(eval_cfg, comparisons: dict[str, tuple[Path, Path]], 
         if [r["instruction"] for r in a] != [r["instruction"] for r in b]:
             raise ValueError(f"{mine} and {theirs} answer different instructions; cannot compare them")
         pairs[name] = [(x["instruction"], x["response"], y["response"]) for x, y in zip(a, b)]
-    judge = instantiate(eval_cfg.external_judge)
     tok = load_tokenizer(eval_cfg.judge_model)
     model = load_model(eval_cfg.judge_model, tok).to(device)
     try:
