@@ -37,7 +37,7 @@ from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.save_callback import SaveModelCallback
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.stage import StageInputs, TrainStage
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Loop:
             callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases,
                                                         models=models),
                                                 saved))
-        stage = self.c.seed_sft if t == 1 else self.c.train_stage
+        stage: TrainStage = self.c.seed_sft if t == 1 else self.c.train_stage
         trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
         if distributed.is_main():
             write_json(self.iteration_dir(t) / "training.json", trained_on)

@@ -6,7 +6,6 @@ through a Metaspace pre-tokenizer so decode(encode(x)) == x.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -62,7 +61,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     fast.add_tokens(TASK_TAGS)
     fast.chat_template = CHAT_TEMPLATE
     return fast
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> None:
-    tokenizer.save_pretrained(str(out_dir))
