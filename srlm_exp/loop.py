@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from srlm_exp import distributed
+from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl, write_json
 from srlm_exp.config import Components
 from srlm_exp.data.distill import Distilled, DistillTools
@@ -49,7 +50,7 @@ class Loop:
         self.seed_data = distributed.main_first(lambda: components.seed_data.build(self.out / "data"))
 
     def iteration_dir(self, t: int) -> Path:
-        return self.out / f"iteration_{t}"
+        return layout.iteration_dir(self.out, t)
 
     # --- the sequence ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -118,7 +119,7 @@ class Loop:
         stage: TrainStage = self.c.seed_sft if t == 1 else self.c.train_stage
         trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
         if distributed.is_main():
-            write_json(self.iteration_dir(t) / "training.json", trained_on)
+            write_json(self.iteration_dir(t) / layout.TRAINING, trained_on)
         release(saved.model)
         release(model)
 
@@ -140,8 +141,8 @@ class Loop:
 
     def make_aift(self, t: int, model, tokenizer, phases: PhaseLog, models: ModelStore) -> dict:
         """AIFT(M(t)) into iteration t+1, with every prompt of earlier iterations as known prompts."""
-        earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / "prompts.jsonl").exists()
-                   for r in read_jsonl(self.iteration_dir(k) / "prompts.jsonl")]
+        earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / layout.PROMPTS).exists()
+                   for r in read_jsonl(self.iteration_dir(k) / layout.PROMPTS)]
         return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
                          prompt_source=self.c.prompt_source, sampler=self.c.sampler, judge=self.c.judge,
                          pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,

@@ -13,6 +13,7 @@ from srlm_exp import distributed
 from srlm_exp.config import build_components
 from srlm_exp.inference.backend import use_generation
 from srlm_exp.inference.vllm_engine import release_engine
+from srlm_exp.loop import Loop
 from srlm_exp.models.loading import release_cached_memory
 from srlm_exp.models.shared_prefix import use_shared_prefix
 from srlm_exp.resume import check_resume
@@ -45,7 +46,6 @@ def job_identity(cfg: DictConfig) -> tuple[Path, dict, list[str], str | None]:
 
 def run(cfg: DictConfig) -> dict:
     """Run one job; always finish the W&B run (failed jobs with a failing exit code) and free memory."""
-    from srlm_exp.loop import Loop
 
     quiet_third_party()
     use_shared_prefix(cfg.shared_prefix)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp.config import ConfigError, Problem
+from srlm_exp.checks import ConfigError, Problem
 
 log = logging.getLogger(__name__)
 

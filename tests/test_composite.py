@@ -10,7 +10,8 @@ import torch
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.judging.composite import (CompositeJudge, FormatCheck, ResponseLength, RuleJudge, component_report,
                                         weighted_sum)
 from srlm_exp.judging.records import Judgment

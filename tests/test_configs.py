@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from conftest import CONF_DIR, REPO, compose, config_groups, specialization_groups
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.judging.judge import Judge, JudgeTemplateError
 from srlm_exp.models import random_init

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from srlm_exp.config import ConfigError
+from srlm_exp.checks import ConfigError
 from srlm_exp.models.context import context_length, sequence_budget
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.generation.curriculum import (Curriculum, SpreadCurriculum, SuccessCurriculum, score_spread, success_rate,
                                             training_candidates)
 from srlm_exp.judging.records import JudgedCandidate, Judgment, PromptCandidates

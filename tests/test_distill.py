@@ -7,7 +7,8 @@ import pytest
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 
 
 def test_a_teacher_is_required_and_must_exist():

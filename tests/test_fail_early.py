@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose, run_job
-from srlm_exp.config import ConfigError
+from srlm_exp.checks import ConfigError
 from srlm_exp.main import run
 from srlm_exp.models import random_init
 from srlm_exp.resume import check_resume

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import compose
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.models import gguf as gguf_mod
 from srlm_exp.models.sources import GGUFModel, PackagedGGUF
 

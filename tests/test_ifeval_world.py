@@ -3,6 +3,7 @@ constraints, reading prompts back, IFEval's strict/loose grading and the 0-5 rub
 seed-data source's files and checks, and EFT made with a model (a canned sampler, then a random model)."""
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -10,7 +11,8 @@ from hydra.utils import instantiate
 
 from conftest import compose
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.data.seed_data import (EFTJudgingTools, GroundTruth, InstructionPool, ModelJudgedEFT, ModelMadeJudgeEval,
                                      PretrainingCorpus, RankedResponses)
 from srlm_exp.ifeval import source as source_module
@@ -310,6 +312,31 @@ def test_policy_eval_reports_ifevals_four_accuracies(tmp_path):
     assert {k: metrics[k] for k in expected} == expected
     assert metrics["prompt_strict"] == metrics["gt_exact"] and metrics["instruction_strict"] is not None
     assert len(graded) == len(rows)
+
+
+def test_headroom_per_constraint_type_from_a_jobs_files(tmp_path, capsys):
+    """python -m srlm_exp.ifeval.headroom: greedy (M0's eval responses), sampled and best-of-N (M0's graded
+    samples) strict pass shares per constraint type, hand-computed on a two-prompt job."""
+    from srlm_exp.artifacts import write_jsonl
+    from srlm_exp.ifeval.eft import graded_set
+    from srlm_exp.ifeval.headroom import main as headroom_main
+
+    title_comma = _prompt(BASE, ("detectable_format:title", {}), ("punctuation:no_comma", {}))
+    lower = _prompt(BASE, ("change_case:english_lowercase", {}))
+    write_jsonl(tmp_path / "iteration_0" / "eval_responses.jsonl",
+                [{"instruction": title_comma, "response": "<<Owls>> They hunt, at night."},   # title yes, comma no
+                 {"instruction": lower, "response": "Owls hunt."}])                           # lowercase no
+    samples = {title_comma: ["<<Owls>> They hunt at night.", "Owls, hunt."], lower: ["owls hunt.", "owls hunt at night and sleep during the day."]}
+    write_jsonl(tmp_path / "data" / "eft_sets.jsonl",
+                [graded_set(p, rs, [grade(p, r) for r in rs]) for p, rs in samples.items()])
+    assert headroom_main([str(tmp_path), "--json", str(tmp_path / "h.json")]) == 0
+    rows = json.loads((tmp_path / "h.json").read_text())
+    assert rows["detectable_format:title"] == {"greedy": 1.0, "sampled": 0.5, "best_of_n": 1.0, "greedy_n": 1, "sampled_prompts": 1}
+    assert rows["punctuation:no_comma"] == {"greedy": 0.0, "sampled": 0.5, "best_of_n": 1.0, "greedy_n": 1, "sampled_prompts": 1}
+    assert rows["change_case:english_lowercase"]["greedy"] == 0.0 and rows["change_case:english_lowercase"]["sampled"] == 1.0
+    assert rows["all"] == {"greedy": 1 / 3, "sampled": 4 / 6, "best_of_n": 1.0, "greedy_n": 3, "sampled_prompts": 3}
+    assert "| punctuation:no_comma | 0.00 | 0.50 | 1.00 | 1.00 | 1 | 1 |" in capsys.readouterr().out
+    assert headroom_main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_grading_is_deterministic_and_leaves_the_global_random_alone():

@@ -9,7 +9,7 @@ import torch
 from conftest import run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.config import ConfigError
+from srlm_exp.checks import ConfigError
 from srlm_exp.judging.implicit_reward import ImplicitRewardJudge, implicit_rewards
 from srlm_exp.models.loading import load_model, load_tokenizer
 

@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 
 from conftest import ONE_THREAD, compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.judging.meta_judge import (Battle, MetaJudge, battle_matrix, elo_ratings, position_weights,
                                          score_variance)
 from srlm_exp.judging.records import JudgedCandidate, Judgment, PromptCandidates

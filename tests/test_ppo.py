@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import compose, run_job
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.training.ppo import (VALUE_HEAD_FILE, clipped_policy_loss, clipped_value_loss, gae, kl_penalized_rewards,
                                    response_mask)
 

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from srlm_exp.config import ConfigError
+from srlm_exp.checks import ConfigError
 from srlm_exp.generation.prompts import (DatasetPrompts, InstructionPoolPrompts, NotEnoughPromptsError, PromptFilter,
                                          SelfInstructPrompts, parse_tasks)
 from srlm_exp.world.seed_data import TASK_LIST_HEADER, self_instruct_request

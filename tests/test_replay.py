@@ -8,7 +8,8 @@ import pytest
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import write_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.training.replay import earlier_rows, replay_count, replay_mix
 
 

@@ -13,7 +13,8 @@ import torch
 
 from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.data.oasst import OasstSeedData
 from srlm_exp.data.seed_data import RankedResponses
 from srlm_exp.judging.reward_model import HEAD_FILE, RewardModel, RewardModelJudge, ranked_pair_loss, ranked_pairs

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from conftest import compose, run_job
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.judging.self_consistency import SelfConsistencyJudge, agreement_scores, normalized_answer
 
 

@@ -12,7 +12,8 @@ import torch
 
 from conftest import TEST_ENV, compose, run_job
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import ConfigError, validate
+from srlm_exp.checks import ConfigError
+from srlm_exp.config import validate
 from srlm_exp.generation.sampler import Sampling, sample, seed_sampling
 from srlm_exp.inference import vllm_engine
 from srlm_exp.inference.backend import generation_settings, use_generation

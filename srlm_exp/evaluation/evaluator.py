@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from srlm_exp import distributed
+from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.data.seed_data import GroundTruth
+from srlm_exp.evaluation.external import external_head_to_heads
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
@@ -29,7 +31,7 @@ class Evaluator:
         self.load, self.release, self.iteration_dir, self.device = load, release, iteration_dir, device
 
     def responses_file(self, t: int) -> Path:
-        return self.iteration_dir(t) / "eval_responses.jsonl"
+        return self.iteration_dir(t) / layout.EVAL_RESPONSES
 
     def evaluate(self, t: int) -> dict[str, Any]:
         """M(t)'s summary entry: policy metrics, judge metrics, head-to-heads, its training and data stats."""
@@ -48,10 +50,10 @@ class Evaluator:
         aift = self.aift_stats(t)
         if aift is not None:
             entry["aift"] = aift
-        if (it / "training.json").exists():
-            entry["training"] = json.loads((it / "training.json").read_text())
-        if (it / "stats.json").exists():
-            entry.update(json.loads((it / "stats.json").read_text()))
+        if (it / layout.TRAINING).exists():
+            entry["training"] = json.loads((it / layout.TRAINING).read_text())
+        if (it / layout.STATS).exists():
+            entry.update(json.loads((it / layout.STATS).read_text()))
             entry["pairs"].pop("dropped", None)
         if e.judge_model and self.opponents(t):  # one external judge model, on rank 0
             entry["external_judge"] = distributed.share_from_main(lambda: self.external_head_to_heads(t))
@@ -60,7 +62,7 @@ class Evaluator:
     def aift_stats(self, t: int) -> dict[str, Any] | None:
         """AIFT(M(t)), what M(t) generated and how well it judged it: the generation-verification gap, the
         pairs made and self vs ground-truth score correlation. None until AIFT(M(t)) is made."""
-        made = self.iteration_dir(t + 1) / "stats.json"
+        made = self.iteration_dir(t + 1) / layout.STATS
         if not made.exists():
             return None
         stats = json.loads(made.read_text())
@@ -74,7 +76,7 @@ class Evaluator:
         metrics = self._responses(model, self.responses_file(t), Sampling(max_new_tokens=self.cfg.max_new_tokens))
         if self.cfg.sample_temperature > 0:
             seed_sampling("eval-sampled", self.seed)
-            sampled = self._responses(model, self.iteration_dir(t) / "eval_sampled_responses.jsonl",
+            sampled = self._responses(model, self.iteration_dir(t) / layout.EVAL_SAMPLED_RESPONSES,
                                       Sampling(max_new_tokens=self.cfg.max_new_tokens, temperature=self.cfg.sample_temperature,
                                                top_p=self.cfg.sample_top_p))
             metrics["sampled"] = {k: sampled[k] for k in ("gt_score", "gt_exact") if k in sampled}
@@ -110,7 +112,6 @@ class Evaluator:
 
     def external_head_to_heads(self, t: int) -> dict:
         """The same comparisons judged by the external model (eval.judge_model), both orders."""
-        from srlm_exp.evaluation.external import external_head_to_heads
 
         return external_head_to_heads(self.cfg, self.external_judge, {name: (self.responses_file(t), self.responses_file(other))
                                                  for name, other in self.opponents(t)}, self.device)

@@ -5,13 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.models.loading import load_model, load_tokenizer, release
-
-
-def tally(outcomes: list[int]) -> dict:
-    n = len(outcomes)
-    return {"win": sum(o > 0 for o in outcomes) / n, "tie": sum(o == 0 for o in outcomes) / n,
-            "loss": sum(o < 0 for o in outcomes) / n, "n": n}
 
 
 def external_head_to_heads(eval_cfg, judge, comparisons: dict[str, tuple[Path, Path]], device) -> dict:
@@ -29,8 +24,9 @@ def external_head_to_heads(eval_cfg, judge, comparisons: dict[str, tuple[Path, P
     tok = load_tokenizer(eval_cfg.judge_model)
     model = load_model(eval_cfg.judge_model, tok).to(device)
     try:
-        return {name: tally(judge.compare(model, tok, triples, batch_size=eval_cfg.judge_batch_size,
-                                          desc="external judge"))
+        # compare() gives +1 / 0 / -1 per triple (first better / disagreement between orders / second better)
+        return {name: head_to_head(judge.compare(model, tok, triples, batch_size=eval_cfg.judge_batch_size,
+                                                 desc="external judge"), [0] * len(triples))
                 for name, triples in pairs.items()}
     finally:
         release(model)

@@ -15,25 +15,22 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
+from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl, write_json, write_jsonl
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.distributed import is_main, rank, share_from_main, split_map, world_size
 from srlm_exp.generation.candidates import CandidateSampler
-from srlm_exp.generation.curriculum import CURRICULUM_FILE, Curriculum
+from srlm_exp.generation.curriculum import Curriculum
 from srlm_exp.generation.sampler import seed_sampling
 from srlm_exp.judging.records import JudgedCandidate, PromptCandidates
 from srlm_exp.pairs.build import PairRule, build_pairs
 from srlm_exp.phases import PhaseLog
 
 log = logging.getLogger(__name__)
-AIFT_FILES = ("prompts.jsonl", "candidates.jsonl", "pairs.jsonl", "stats.json")
-JUDGE_PAIRS_FILE = "judge_pairs.jsonl"        # Meta-Rewarding's judge pairs (meta_judge=...), for DPO
-META_JUDGE_STATS_FILE = "meta_judge.json"
-META_JUDGMENTS_FILE = "meta_judgments.jsonl"  # every battle's raw meta-judgment and verdict
 
 
 def aift_done(out_dir: Path) -> bool:
-    return all((Path(out_dir) / f).exists() for f in AIFT_FILES)
+    return all((Path(out_dir) / f).exists() for f in layout.AIFT_FILES)
 
 
 def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: CandidateSampler, judge,
@@ -74,19 +71,19 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
 
     def prompts_phase() -> list[str]:
         out.mkdir(parents=True, exist_ok=True)
-        if (out / "prompts.jsonl").exists():
-            return [r["instruction"] for r in read_jsonl(out / "prompts.jsonl")]
+        if (out / layout.PROMPTS).exists():
+            return [r["instruction"] for r in read_jsonl(out / layout.PROMPTS)]
         with phases.phase("prompts"):
             seed_sampling("self-reward-prompts", seed, iteration)  # a model that writes prompts samples them
             prompts = prompt_source.produce(model, tokenizer, seed_data, earlier_prompts, prompt_rng)
-            write_jsonl(out / "prompts.jsonl", [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
+            write_jsonl(out / layout.PROMPTS, [{"prompt_id": i, "instruction": p} for i, p in enumerate(prompts)])
         return prompts
 
     # On rank 0 only: self-instruct filters novelty sequentially; the others get the result.
     prompts = share_from_main(prompts_phase)
 
     rows: list[PromptCandidates] | None = None
-    if not share_from_main((out / "candidates.jsonl").exists):
+    if not share_from_main((out / layout.CANDIDATES).exists):
         with phases.phase("candidates_and_judging"):
             seed_sampling("self-reward-candidates", seed, iteration)
             rows = split_map(lambda part: judged_candidates(model, tokenizer, part, sampler, judge, seed_data,
@@ -97,41 +94,41 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
                 report = judge.loop_report()  # under DDP: rank 0's share of the prompts
                 if report is not None:
                     write_json(out / "judge_report.json", report)
-                write_jsonl(out / "candidates.jsonl", [r.to_json() for r in rows])
+                write_jsonl(out / layout.CANDIDATES, [r.to_json() for r in rows])
 
-    if meta_judge is not None and not share_from_main((out / JUDGE_PAIRS_FILE).exists):
+    if meta_judge is not None and not share_from_main((out / layout.JUDGE_PAIRS).exists):
         with phases.phase("meta_judging"):
             seed_sampling("self-reward-meta-judging", seed, iteration)
             if rows is None:  # read once here, and the pairs phase below uses them too
-                rows = [PromptCandidates.from_json(r) for r in read_jsonl(out / "candidates.jsonl")]
+                rows = [PromptCandidates.from_json(r) for r in read_jsonl(out / layout.CANDIDATES)]
             responses = meta_judge.select(rows)
             battles = meta_judge.battles(responses)
             texts = split_map(lambda part: meta_judge.meta_judgments(model, tokenizer, responses, part,
                                                                       sampler.batch_size), battles)
             if is_main():  # before stats.json: a rerun that finds the stats finds the judge pairs too
                 judge_pairs, records, meta_stats = meta_judge.judge_pairs(judge, responses, battles, texts)
-                write_jsonl(out / META_JUDGMENTS_FILE, records)
-                write_json(out / META_JUDGE_STATS_FILE, meta_stats)
-                write_jsonl(out / JUDGE_PAIRS_FILE, judge_pairs)
+                write_jsonl(out / layout.META_JUDGMENTS, records)
+                write_json(out / layout.META_JUDGE_STATS, meta_stats)
+                write_jsonl(out / layout.JUDGE_PAIRS, judge_pairs)
                 log.info("iteration %d meta-judge: %d judge pairs from %d responses (verdicts parsed: %s)", iteration,
                          len(judge_pairs), len(responses), meta_stats["parse_rate"])
 
     def pairs_phase() -> dict[str, Any]:
-        if (out / "pairs.jsonl").exists() and (out / "stats.json").exists():
-            return json.loads((out / "stats.json").read_text())
-        judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / "candidates.jsonl")]
+        if (out / layout.PAIRS).exists() and (out / layout.STATS).exists():
+            return json.loads((out / layout.STATS).read_text())
+        judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / layout.CANDIDATES)]
         selected, report = (curriculum or Curriculum()).select(judged)
         if report is not None:  # before pairs.jsonl: a rerun that finds the pairs finds the selection too
-            write_json(out / CURRICULUM_FILE, report)
+            write_json(out / layout.CURRICULUM, report)
         pairs, stats = build_pairs(selected, pair_rule, pair_rng)
         if report is not None:
             stats["curriculum"] = {k: v for k, v in report.items() if k != "selected_prompt_ids"}
-        if (out / META_JUDGE_STATS_FILE).exists():
-            stats["meta_judge"] = json.loads((out / META_JUDGE_STATS_FILE).read_text())
+        if (out / layout.META_JUDGE_STATS).exists():
+            stats["meta_judge"] = json.loads((out / layout.META_JUDGE_STATS).read_text())
         if (out / "judge_report.json").exists():  # the judge's own figures: into the summary and W&B
             stats["judge_report"] = json.loads((out / "judge_report.json").read_text())
-        write_jsonl(out / "pairs.jsonl", pairs)
-        write_json(out / "stats.json", stats)
+        write_jsonl(out / layout.PAIRS, pairs)
+        write_json(out / layout.STATS, stats)
         log.info("iteration %d data: %d prompts, %d pairs (%s)", iteration, len(prompts), len(pairs),
                  stats["pairs"]["dropped"])
         return stats

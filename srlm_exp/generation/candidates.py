@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import at_least, check, model_path_problem, require, sampling_problems
+from srlm_exp.checks import at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
 
 

@@ -19,12 +19,12 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
+from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import at_least, check, require
+from srlm_exp.checks import at_least, check, require
 from srlm_exp.data.seed_data import GroundTruth
 from srlm_exp.judging.records import PromptCandidates
 
-CURRICULUM_FILE = "curriculum.json"
 
 
 def score_spread(row: PromptCandidates) -> float:
@@ -107,8 +107,8 @@ class SuccessCurriculum(Curriculum):
 
 def training_candidates(data_dir: Path) -> list[dict]:
     """candidates.jsonl rows of the prompts the iteration's curriculum selected (all without one)."""
-    rows = read_jsonl(Path(data_dir) / "candidates.jsonl")
-    chosen = Path(data_dir) / CURRICULUM_FILE
+    rows = read_jsonl(Path(data_dir) / layout.CANDIDATES)
+    chosen = Path(data_dir) / layout.CURRICULUM
     if not chosen.exists():
         return rows
     ids = set(json.loads(chosen.read_text())["selected_prompt_ids"])

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids, raw_prompt_ids
-from srlm_exp.config import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
+from srlm_exp.checks import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.data.seed_data import InstructionPool, SeedData
 from srlm_exp.generation.rouge import NoveltyFilter
 from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.models.loading import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 _TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
@@ -190,8 +191,6 @@ class FixedGeneratorPrompts(SelfInstructPrompts):
         self.generator_path = generator_path
 
     def generator(self, model, tokenizer):
-        from srlm_exp.models.loading import load_model, load_tokenizer
-
         tok = load_tokenizer(self.generator_path)
         gen = load_model(self.generator_path, tok).to(next(model.parameters()).device)
         return gen, tok

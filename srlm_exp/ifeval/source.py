@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from srlm_exp import distributed
 from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import Problem, at_least, check, require, sampling_problems
+from srlm_exp.checks import Problem, at_least, check, require, sampling_problems
 from srlm_exp.data.seed_data import EFTJudgingTools, SeedData
 from srlm_exp.generation.sampler import Sampling, sample, seed_sampling
 

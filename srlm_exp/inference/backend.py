@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp.config import Problem, at_least, require
+from srlm_exp.checks import Problem, at_least, require
 from srlm_exp.inference.vllm_engine import VLLMSettings, installed_problem
 
 BACKENDS = ("hf", "vllm")

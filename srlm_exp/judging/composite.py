@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import torch
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import check, require
+from srlm_exp.checks import check, require
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 

@@ -15,7 +15,7 @@ import math
 import statistics
 from typing import Mapping, Sequence
 
-from srlm_exp.config import check, require
+from srlm_exp.checks import check, require
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 

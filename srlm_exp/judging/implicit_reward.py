@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from srlm_exp.chat import chat_example
-from srlm_exp.config import check, positive
+from srlm_exp.checks import check, positive
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 from srlm_exp.models.context import sequence_budget

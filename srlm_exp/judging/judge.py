@@ -10,7 +10,7 @@ import re
 from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import at_least, check, model_path_problem, require, sampling_problems
+from srlm_exp.checks import at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
 from srlm_exp.judging.records import Judgment

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.config import Problem, at_least, check, require, sampling_problems
+from srlm_exp.checks import Problem, at_least, check, require, sampling_problems
 from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import PromptCandidates, merge_identical
+from srlm_exp.training.dpo import DPOStage
 
 PLACEHOLDERS = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>", "<JUDGMENT_A_HERE>", "<JUDGMENT_B_HERE>")
 POSITIONS = ("A", "B")
@@ -257,8 +259,6 @@ def meta_judge_problems(meta_judge, judge, train_stage) -> list[Problem | None]:
     and a DPO stage to train on the judge pairs."""
     if meta_judge is None:
         return []
-    from srlm_exp.judging.judge import Judge
-    from srlm_exp.training.dpo import DPOStage
     return [
         require(type(judge) is Judge and judge.model_path is None, "meta_judge",
                 f"compares the policy's own pointwise judgments, but judge={getattr(judge, 'name', judge)!r}"

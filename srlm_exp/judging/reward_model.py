@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlm_exp import distributed
-from srlm_exp.artifacts import atomic_path, read_jsonl
+from srlm_exp import layout
+from srlm_exp.artifacts import atomic_path, read_jsonl, write_json
 from srlm_exp.chat import chat_example
-from srlm_exp.config import at_least, check, positive, require
+from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.data.seed_data import GroundTruth, RankedResponses
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.judging.judge import Judge
@@ -42,6 +43,7 @@ from srlm_exp.training.batching import collate_examples
 log = logging.getLogger(__name__)
 INITS = ("m0", "m1")
 HEAD_FILE = "reward_head.pt"
+QUALITY_FILE = "quality.json"  # held-out ranking quality, beside the head
 
 
 def ranked_pairs(groups: Sequence[int], scores: Sequence[float]) -> list[tuple[int, int]]:
@@ -135,10 +137,10 @@ class RewardModelJudge(Judge):
         """The reward model of AIFT(M(t)), t = `iteration` >= 2: the previous one trained further on
         AIFT(M(t-1))'s candidates, ranked by the grader (InstructGPT's new comparisons on the current
         policy's samples); into `iteration_{t+1}/reward_model` (read back when it exists)."""
-        out = models.run_dir / f"iteration_{iteration + 1}" / "reward_model"
+        out = layout.iteration_dir(models.run_dir, iteration + 1) / layout.REWARD_MODEL
         if not is_model_dir(out):
             sets = []
-            for row in read_jsonl(models.run_dir / f"iteration_{iteration}" / "candidates.jsonl"):
+            for row in read_jsonl(layout.iteration_dir(models.run_dir, iteration) / layout.CANDIDATES):
                 graded = [c for c in row["candidates"] if c.get("gt_score") is not None]
                 sets.append({"instruction": row["instruction"], "responses": [c["text"] for c in graded],
                              "scores": [c["gt_score"] for c in graded]})
@@ -176,7 +178,7 @@ class RewardModelJudge(Judge):
         log.info("reward model %s: %d steps on %d sets; held-out %s", what, len(losses), len(sets),
                  {k: quality.get(k) for k in ("pairwise_acc", "spearman")})
         reward_model.save(out, tokenizer)
-        (out / "quality.json").write_text(json.dumps(quality, indent=1))
+        write_json(out / QUALITY_FILE, quality)
         release(reward_model)
 
     @torch.no_grad()
@@ -205,7 +207,7 @@ class RewardModelJudge(Judge):
         if self.retrain_each_iteration and iteration >= 2:
             for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
                 path = distributed.share_from_main(lambda: self.retrain(models, t, Path(path)))
-        self.last_quality = json.loads((Path(path) / "quality.json").read_text())
+        self.last_quality = json.loads((Path(path) / QUALITY_FILE).read_text())
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:
             max_len = sequence_budget("auto", policy, "judge")

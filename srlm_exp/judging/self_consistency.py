@@ -12,7 +12,7 @@ import math
 import re
 from typing import Sequence
 
-from srlm_exp.config import check, require
+from srlm_exp.checks import check, require
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.records import Judgment
 

@@ -16,7 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp.config import AUTO, ConfigError, Problem
+from srlm_exp.chat import prompt_ids
+from srlm_exp.checks import AUTO, ConfigError, Problem
+from srlm_exp.models.loading import load_tokenizer
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 BUDGET_KEYS = ("seed_sft.max_len", "train.max_len")
@@ -59,8 +61,6 @@ def context_problems(cfg: DictConfig, judge: Any, model_source: Any) -> list[Pro
         return []
     from transformers import AutoConfig
 
-    from srlm_exp.chat import prompt_ids
-    from srlm_exp.models.loading import load_tokenizer
 
     trust = bool(cfg.model.get("trust_remote_code", False))
     try:

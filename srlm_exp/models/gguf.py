@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from srlm_exp.artifacts import atomic_path
+from srlm_exp.models.loading import is_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,6 @@ def convert(path: str | Path, cache_dir: str | Path) -> Path:
     """The cached plain fp32 directory of the GGUF file at `path`, converted now if absent."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from srlm_exp.models.loading import is_model_dir
 
     p = Path(path).expanduser().resolve()
     problem = gguf_problem(p)

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from srlm_exp.artifacts import atomic_path
 from srlm_exp.inference.checkpoints import forget_directory, remember_directory
+from srlm_exp.models.lora import apply_lora, merged_copy_if_lora
 
 
 class MissingChatTemplateError(ValueError):
@@ -80,7 +81,6 @@ def enable_gradient_checkpointing(model) -> None:
 def save_model(model, tokenizer, out_dir: str | Path) -> Path:
     """Save a plain model directory atomically; LoRA adapters are merged first, so every M(t)
     is a complete model that from_pretrained reads without peft."""
-    from srlm_exp.models.lora import merged_copy_if_lora
 
     to_save = merged_copy_if_lora(model)
     with atomic_path(out_dir) as tmp:
@@ -144,8 +144,6 @@ class ModelStore:
         return self.load_path(self.model_dir(t), trainable)
 
     def load_path(self, path: str | Path, trainable: bool = False) -> Any:
-        from srlm_exp.models.lora import apply_lora
-
         c = self.cfg
         model = load_model(path, self.tokenizer, dtype=c.dtype, trust_remote_code=c.trust_remote_code)
         if trainable:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from omegaconf import DictConfig, OmegaConf
+from srlm_exp.artifacts import atomic_path
 
 
 def is_lora(model: Any) -> bool:
@@ -52,7 +53,6 @@ class AdapterLoadError(RuntimeError):
 
 def save_adapter(model: Any, out_dir: str | Path) -> Path:
     """Save only the LoRA adapter (config + adapter weights, not the frozen base), atomically."""
-    from srlm_exp.artifacts import atomic_path
 
     if not is_lora(model):
         raise TypeError(f"save_adapter needs a peft model with LoRA adapters, got {type(model).__name__}")

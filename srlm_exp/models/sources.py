@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from srlm_exp import distributed
-from srlm_exp.config import Problem, check, require
+from srlm_exp.checks import Problem, check, require
 from srlm_exp.data.seed_data import PretrainingCorpus
+from srlm_exp.models import gguf as gguf_files  # the module, so a test can stand in for the gguf package
+from srlm_exp.models.loading import is_model_dir
+from srlm_exp.models.tiny import build_m0
 
 
 class TinyWorldModel:
@@ -20,8 +23,6 @@ class TinyWorldModel:
     requires: ClassVar[tuple[type, ...]] = (PretrainingCorpus,)
 
     def m0(self, model_cfg, seed_data: PretrainingCorpus, cache_dir: str | Path, trainer_cfg, seed: int) -> str:
-        from srlm_exp.models.tiny import build_m0
-
         return str(build_m0(model_cfg, seed_data, cache_dir, trainer_cfg, seed))
 
     def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
@@ -48,25 +49,18 @@ class GGUFModel:
     requires: ClassVar[tuple[type, ...]] = ()
 
     def __init__(self, path: str):
-        from srlm_exp.models.gguf import GGUF_INSTALL, gguf_available, gguf_problem
-
-        problem = gguf_problem(path)
-        fix = (f"install it: {GGUF_INSTALL}" if not gguf_available() else
+        problem = gguf_files.gguf_problem(path)
+        fix = (f"install it: {gguf_files.GGUF_INSTALL}" if not gguf_files.gguf_available() else
                "set model.source.path to a GGUF file that transformers can read (llama, qwen2, mistral, gemma, phi3, ...)")
         check(require(problem is None, "path", problem or "", fix))
         self.path = Path(path).expanduser()
 
     def m0(self, model_cfg, seed_data, cache_dir, trainer_cfg, seed: int) -> str:
-        from srlm_exp.models.gguf import convert
-
         # Every rank needs the directory; rank 0 converts it, the others find it.
-        return str(distributed.main_first(lambda: convert(self.path, cache_dir)))
+        return str(distributed.main_first(lambda: gguf_files.convert(self.path, cache_dir)))
 
     def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
-        from srlm_exp.models.gguf import converted_dir
-        from srlm_exp.models.loading import is_model_dir
-
-        out = converted_dir(self.path, cache_dir)
+        out = gguf_files.converted_dir(self.path, cache_dir)
         return out if is_model_dir(out) else None
 
 

@@ -18,8 +18,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from srlm_exp import distributed
 from srlm_exp.data.seed_data import PretrainingCorpus
-from srlm_exp.models.loading import is_model_dir, save_model
 from srlm_exp.models import tokenizer as tokenizer_module
+from srlm_exp.models.loading import is_model_dir, save_model
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.save_callback import SaveModelCallback

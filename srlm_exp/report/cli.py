@@ -9,6 +9,7 @@ from pathlib import Path
 from .aggregate import Grid
 from .collect import assign_variants, find_summaries, load_jobs
 from .markdown import render_report
+from .plots import plot_head_to_head, plot_metrics_over_iterations
 from .tables import MAIN_COLUMNS, head_to_head_rows, metric_table
 
 EXIT_NO_DATA = 2
@@ -53,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     plots: dict = {}
     plot_error = None
     try:
-        from .plots import plot_head_to_head, plot_metrics_over_iterations
         plots["metrics over iterations"] = plot_metrics_over_iterations(grid, out / "metrics_over_iterations.png")
         plots["head-to-head"] = plot_head_to_head(h2h, variants, out / "head_to_head.png")
     except ImportError as e:  # matplotlib is a dependency, but the tables are still worth having

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .aggregate import Grid, Row, format_stat
+from .aggregate import Grid, Row, format_stat, get_path, summarize
+from .collect import format_value
 
 # The compact table printed to the terminal and shown first in report.md.
 MAIN_COLUMNS: list[tuple[str, str]] = [
@@ -157,9 +158,6 @@ def gen_verif_family_table(grid: Grid) -> str:
 def oracle_gain_table(jobs, variants: list[str], metric: str = "eval.gt_score") -> str:
     """Each variant's M1 -> last-model gain in `metric` (mean ± std over seeds) and, next to a variant
     with judge=oracle and otherwise the same settings, the share of the oracle's gain it recovers."""
-    from .aggregate import get_path, summarize
-    from .collect import format_value
-
     def gain(job):
         its = {it["iteration"]: it for it in job.iterations}
         if 1 not in its or len(its) < 3:

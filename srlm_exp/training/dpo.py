@@ -13,16 +13,16 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from srlm_exp.chat import IGNORE_INDEX, chat_example, pad_batch
-from srlm_exp.config import at_least, check, positive, require, training_problems
-from srlm_exp.models.context import sequence_budget
-from srlm_exp.training.replay import replay_share_problem, with_replay
+from srlm_exp import layout
+from srlm_exp.chat import chat_example
+from srlm_exp.checks import at_least, check, positive, require, training_problems
 from srlm_exp.distributed import split_map
-from srlm_exp.generation.aift import JUDGE_PAIRS_FILE
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule, reference_pass
-from srlm_exp.training.batching import length_grouped_batches
+from srlm_exp.training.batching import collate_examples, length_grouped_batches
 from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss
+from srlm_exp.training.replay import replay_share_problem, with_replay
 from srlm_exp.training.shared_batches import collate_pairs_with_prompts, response_logps
 from srlm_exp.training.stage import StageInputs
 
@@ -34,21 +34,13 @@ class NotEnoughPairsError(RuntimeError):
     pass
 
 
-def _stack(examples, pad_id):
-    ids = pad_batch([e.input_ids for e in examples], pad_id)
-    labels = pad_batch([e.labels for e in examples], IGNORE_INDEX)
-    mask = pad_batch([[1] * len(e.input_ids) for e in examples], 0)
-    return ids, labels, mask
-
-
 def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -> dict[str, torch.Tensor]:
     """Chosen and rejected sequences in one batch (one forward pass for both); with `shared_prompts`
     each pair's prompt is a prefix forwarded once for both (training/shared_batches.py)."""
     if shared_prompts:
         batch = collate_pairs_with_prompts([(i["chosen"], i["rejected"]) for i in items], pad_id)
     else:
-        ids, labels, mask = _stack([i["chosen"] for i in items] + [i["rejected"] for i in items], pad_id)
-        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = collate_examples([i["chosen"] for i in items] + [i["rejected"] for i in items], pad_id)
     if "ref_chosen" in items[0]:  # absent while the reference log-probs are being computed
         batch["ref_logps"] = torch.tensor([i["ref_chosen"] for i in items] + [i["ref_rejected"] for i in items])
     return batch
@@ -140,7 +132,7 @@ class DPOStage:
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tokenizer, t = inputs.tokenizer, inputs.iteration
-        rows, replayed = with_replay(inputs.data_dir, t, "pairs.jsonl", self.replay_share, inputs.seed)
+        rows, replayed = with_replay(inputs.data_dir, t, layout.PAIRS, self.replay_share, inputs.seed)
         if len(rows) < self.min_examples:
             raise NotEnoughPairsError(
                 f"iteration {t}: {len(rows)} valid preference pairs in {inputs.data_dir}/pairs.jsonl, fewer than "
@@ -148,8 +140,8 @@ class DPOStage:
                 "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
             )
         # Meta-Rewarding: the judge's pairs (judge prompt, better vs worse judgment) train beside the policy's.
-        meta_judged = (inputs.data_dir / JUDGE_PAIRS_FILE).exists()
-        judge_rows, judge_replayed = with_replay(inputs.data_dir, t, JUDGE_PAIRS_FILE, self.replay_share, inputs.seed) \
+        meta_judged = (inputs.data_dir / layout.JUDGE_PAIRS).exists()
+        judge_rows, judge_replayed = with_replay(inputs.data_dir, t, layout.JUDGE_PAIRS, self.replay_share, inputs.seed) \
             if meta_judged else ([], 0)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -23,18 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from srlm_exp import layout
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.config import at_least, check, positive, require, training_problems
+from srlm_exp.checks import at_least, check, positive, require, training_problems
 from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.optim import adamw_with_cosine
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.training.stage import StageInputs
 
 REFERENCES = ("m1", "previous")
-VALUE_HEAD_FILE = "value_head.pt"
+VALUE_HEAD_FILE = layout.VALUE_HEAD  # beside M(t) in its iteration directory
 
 
 # --- the pure parts ---------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class PPOStage:
         head = nn.Linear(width, 1).to(next(model.parameters()).device)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
-        previous = Path(inputs.data_dir).parent / f"iteration_{inputs.iteration - 1}" / VALUE_HEAD_FILE
+        previous = layout.iteration_dir(layout.job_dir_of(inputs.data_dir), inputs.iteration - 1) / VALUE_HEAD_FILE
         if previous.exists():
             head.load_state_dict(torch.load(previous, map_location=head.weight.device))
         return head

@@ -20,13 +20,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
-from srlm_exp.config import at_least, check, require, training_problems
-from srlm_exp.models.context import sequence_budget
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
+from srlm_exp.checks import at_least, check, require, training_problems
 from srlm_exp.distributed import split_map
 from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.models.context import sequence_budget
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.training.shared_batches import response_logps
 from srlm_exp.training.stage import StageInputs
 

@@ -12,8 +12,9 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
+from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import Problem, require
+from srlm_exp.checks import Problem, require
 from srlm_exp.generation.curriculum import training_candidates
 from srlm_exp.judging.records import PromptCandidates
 
@@ -38,16 +39,16 @@ def replay_mix(current: Sequence[dict], earlier: Sequence[dict], share: float, r
 def training_rows(iteration_dir: Path, filename: str) -> list[dict]:
     """What an iteration trains on from `filename`: its candidates as its curriculum selected them, or
     every row of any other file (pairs.jsonl: the pairs already come from the selected prompts)."""
-    if filename == "candidates.jsonl":
+    if filename == layout.CANDIDATES:
         return training_candidates(iteration_dir)
     return read_jsonl(Path(iteration_dir) / filename)
 
 
 def earlier_rows(data_dir: Path, iteration: int, filename: str) -> list[dict]:
     """The training rows of `filename` in every earlier iteration's directory that has one (iterations 2..t-1)."""
-    run = Path(data_dir).parent
-    return [row for k in range(2, iteration) if (run / f"iteration_{k}" / filename).exists()
-            for row in training_rows(run / f"iteration_{k}", filename)]
+    job = layout.job_dir_of(data_dir)
+    return [row for k in range(2, iteration) if (layout.iteration_dir(job, k) / filename).exists()
+            for row in training_rows(layout.iteration_dir(job, k), filename)]
 
 
 def with_replay(data_dir: Path, iteration: int, filename: str, share: float, seed: int) -> tuple[list[dict], int]:
@@ -62,5 +63,5 @@ def with_replay(data_dir: Path, iteration: int, filename: str, share: float, see
 def candidates_to_train_on(data_dir: Path, iteration: int, share: float, seed: int) -> tuple[list[PromptCandidates], int]:
     """The judged candidates the trainers that learn from them (sft, reinforce, ppo) train on: this
     iteration's selected prompts plus the replayed share of earlier ones; and how many were replayed."""
-    rows, replayed = with_replay(data_dir, iteration, "candidates.jsonl", share, seed)
+    rows, replayed = with_replay(data_dir, iteration, layout.CANDIDATES, share, seed)
     return [PromptCandidates.from_json(r) for r in rows], replayed

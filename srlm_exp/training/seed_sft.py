@@ -8,12 +8,12 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
-from srlm_exp.config import at_least, check, training_problems
+from srlm_exp.checks import at_least, check, training_problems
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.batching import length_grouped_batches
-from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
 from srlm_exp.training.sft import SFTModule
+from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
 from srlm_exp.training.stage import StageInputs
 
 log = logging.getLogger(__name__)

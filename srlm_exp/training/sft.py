@@ -11,12 +11,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.config import at_least, check, training_problems
+from srlm_exp.checks import at_least, check, training_problems
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
 from srlm_exp.training.shared_batches import causal_lm_loss, label_logits
 from srlm_exp.training.stage import StageInputs
 

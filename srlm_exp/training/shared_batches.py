@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from srlm_exp.chat import IGNORE_INDEX, ChatExample, pad_batch
+from srlm_exp.models.shared_prefix import forward
 from srlm_exp.training.losses import token_logps
+from srlm_exp.training.sharding import is_sharded
 
 
 def prompt_length(example: ChatExample) -> int:
@@ -99,8 +101,6 @@ def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     is wasted work): (logits [N, vocab], targets [N], the row of each [N]). Whether the batch carries a
     shared prefix or not, and full rows where the model is sharded (FSDP reshards the parameters between
     the prefix's forward pass and the rows')."""
-    from srlm_exp.models.shared_prefix import forward
-    from srlm_exp.training.sharding import is_sharded
 
     if "prefix_ids" in batch and is_sharded(model):
         batch = without_prefix(batch)

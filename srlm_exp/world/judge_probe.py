@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 from srlm_exp.evaluation.judge_eval import reading_rates
 from srlm_exp.evaluation.metrics import judge_metrics
+from srlm_exp.judging.judge import Judge
+from srlm_exp.models.loading import load_model, load_tokenizer
 from srlm_exp.world.grader import grade_task, read_judgment, response_with_score
 from srlm_exp.world.seed_data import N_SCORES, _tasks
 from srlm_exp.world.tasks import Task
@@ -70,7 +72,6 @@ def _tie_rate(truth: Sequence[Sequence[int]], scores: Sequence[Sequence[float]])
 
 def probe(model, tokenizer, judge, n_tasks: int = 150, seed: int = 0, batch_size: int = 64) -> dict[str, Any]:
     """Judge both kinds of probe set with `judge`'s template, one greedy judgment per response."""
-    from srlm_exp.judging.judge import Judge
 
     greedy = Judge(judge.name, judge.template, judge.score_marker, (judge.low, judge.high), num_judgments=1,
                    temperature=0.0, max_new_tokens=judge.sampling.max_new_tokens)
@@ -87,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from srlm_exp.models.loading import load_model, load_tokenizer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a saved model directory (e.g. JOB/iteration_1/model)")

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.artifacts import read_jsonl
-from srlm_exp.config import Problem, at_least, check, require
+from srlm_exp.checks import Problem, at_least, check, require
 from srlm_exp.data.distill import Distilled
 from srlm_exp.data.seed_data import SeedData
 from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade, read_judgment

@@ -1,0 +1,89 @@
+"""The package's import graph, derived from the source: imports run one way (README "How the code is
+organised"). The base layer imports nothing of the package, the composition layer (config, loop, main) is
+imported by nothing below it, no import hides inside a function, and no module imports itself back."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "srlm_exp"
+# Imported by everything, importing nothing of the package.
+BASE = {"srlm_exp.checks", "srlm_exp.layout", "srlm_exp.artifacts", "srlm_exp.distributed", "srlm_exp.chat", "srlm_exp.phases"}
+# What composes a run from the components; only the layer itself (and the entry point) may import it.
+COMPOSITION = {"srlm_exp.config": {"srlm_exp.main", "srlm_exp.loop"}, "srlm_exp.loop": {"srlm_exp.main"},
+               "srlm_exp.main": set()}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _target(name: str) -> str:
+    """The package module an imported name lives in (`srlm_exp.models.loading.load_model` -> its module)."""
+    while name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def imports() -> list[tuple[str, str, bool]]:
+    """(importer, imported module, at module level) for every import of the package in the package."""
+    out = []
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        top = {id(n) for n in tree.body} | {id(c) for n in tree.body if isinstance(n, (ast.If, ast.Try)) for c in n.body}
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            out += [(mod, _target(n), id(node) in top) for n in names if n.startswith("srlm_exp") and _target(n) != mod]
+    return out
+
+
+def test_no_import_hides_in_a_function():
+    hidden = sorted({f"{a} -> {b}" for a, b, top in imports() if not top})
+    assert hidden == [], "import these at the top of the module (a cycle it dodged is a layering problem): " + ", ".join(hidden)
+
+
+def test_the_module_graph_has_no_cycle():
+    graph: dict[str, set[str]] = {}
+    for a, b, _ in imports():
+        graph.setdefault(a, set()).add(b)
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            assert state.get(n) != 1, "import cycle: " + " -> ".join(path[path.index(n):] + [n] if n in path else path + [n])
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_base_imports_nothing_of_the_package_and_composition_sits_on_top():
+    edges = imports()
+    assert sorted({f"{a} -> {b}" for a, b, _ in edges if a in BASE}) == []
+    for top, allowed in COMPOSITION.items():
+        importers = {a for a, b, _ in edges if b == top}
+        assert importers <= allowed, f"{top} is imported from below: {sorted(importers - allowed)}"
+
+
+def test_the_graph_is_read_from_real_imports():
+    """The checks above would pass on an empty graph: they must see the package's actual imports."""
+    edges = {(a, b) for a, b, _ in imports()}
+    assert ("srlm_exp.main", "srlm_exp.loop") in edges and ("srlm_exp.loop", "srlm_exp.config") in edges
+    assert ("srlm_exp.config", "srlm_exp.checks") in edges and len(edges) > 150
