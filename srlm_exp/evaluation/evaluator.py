@@ -113,5 +113,5 @@ class Evaluator:
     def external_head_to_heads(self, t: int) -> dict:
         """The same comparisons judged by the external model (eval.judge_model), both orders."""
 
-        return external_head_to_heads(self.cfg, self.external_judge, {name: (self.responses_file(t), self.responses_file(other))
-                                                 for name, other in self.opponents(t)}, self.device)
+        pairs = {name: (self.responses_file(t), self.responses_file(other)) for name, other in self.opponents(t)}
+        return external_head_to_heads(self.cfg, self.external_judge, pairs, self.device)
