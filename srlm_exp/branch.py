@@ -21,6 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from srlm_exp import layout
 from srlm_exp.artifacts import write_json
 from srlm_exp.models.loading import is_model_dir
 from srlm_exp.resume import CONFIG_FILE
@@ -44,15 +45,15 @@ def branch(source: str | Path, target: str | Path, through: int = 1) -> Path:
     missing = [f"M{t}" for t in range(through + 1) if t not in entries]
     if through < 1:
         raise BranchError(f"--through {through}: branch after a trained model (1 = M1, the paper's shared SFT baseline)")
-    if missing or not is_model_dir(src / f"iteration_{through}" / "model"):
+    if missing or not is_model_dir(layout.iteration_dir(src, through) / layout.MODEL):
         raise BranchError(f"{src} has not evaluated M{through} yet (missing: {', '.join(missing) or 'its model'}): "
                           f"wait for the job to pass M{through}'s evaluation, or branch after an earlier model")
     if dst.exists() and any(dst.iterdir()):
         raise BranchError(f"{dst} exists and is not empty: branch into a new directory (nothing was copied)")
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ["data"] + [f"iteration_{t}" for t in range(through + 1)]:
-        if (src / name).exists():
-            shutil.copytree(src / name, dst / name)
+    for part in [src / layout.DATA] + [layout.iteration_dir(src, t) for t in range(through + 1)]:
+        if part.exists():
+            shutil.copytree(part, dst / part.name)
     shutil.copy2(src / CONFIG_FILE, dst / CONFIG_FILE)
     kept = [entries[t] for t in range(through + 1)]
     kept[-1] = {k: v for k, v in kept[-1].items() if k != "aift"}
