@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import ONE_THREAD, compose, run_job
+from conftest import REPRODUCIBLE_CPU, compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.generation.aift import make_aift
 from srlm_exp.generation.candidates import CandidateSampler
@@ -217,7 +217,7 @@ def test_a_job_stopped_while_sampling_resamples_exactly_what_the_uninterrupted_r
     (job / "summary.json").write_text(json.dumps(
         dict(original, status="running", iterations=[e for e in original["iterations"] if e["iteration"] < 2])))
 
-    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], tmp_path / "stdout.log", env=ONE_THREAD)
+    run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], tmp_path / "stdout.log", env=REPRODUCIBLE_CPU)
 
     assert (job / "iteration_3/candidates.jsonl").read_bytes() == (smoke_run / "iteration_3/candidates.jsonl").read_bytes()
     resumed = _summary(job)["iterations"][2]

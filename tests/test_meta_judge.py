@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from conftest import ONE_THREAD, compose, run_job
+from conftest import REPRODUCIBLE_CPU, compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
@@ -164,7 +164,7 @@ META_RUN = ["debug=smoke", "logger=none", "experiment=meta_rewarding", "meta_jud
 @pytest.fixture(scope="module")
 def meta_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("meta")
-    run_job([*META_RUN, f"hydra.run.dir={root / 'job'}"], root / "run.log", env=ONE_THREAD)
+    run_job([*META_RUN, f"hydra.run.dir={root / 'job'}"], root / "run.log", env=REPRODUCIBLE_CPU)
     return root / "job"
 
 
@@ -240,7 +240,7 @@ def test_resume_after_a_stop_while_pairing_reads_the_meta_judgments_back(meta_ru
     kept = ["iteration_3/meta_judgments.jsonl", "iteration_3/judge_pairs.jsonl", "iteration_3/meta_judge.json"]
     before = {rel: (job / rel).stat().st_mtime_ns for rel in kept}
 
-    proc = run_job([*META_RUN, f"hydra.run.dir={job}"], tmp_path / "resume.log", env=ONE_THREAD)
+    proc = run_job([*META_RUN, f"hydra.run.dir={job}"], tmp_path / "resume.log", env=REPRODUCIBLE_CPU)
     assert json.loads((job / "summary.json").read_text())["status"] == "finished"
     assert {rel: (job / rel).stat().st_mtime_ns for rel in kept} == before, "meta-judging was redone"
     assert "iteration 2 meta-judge" not in proc.log

@@ -200,11 +200,11 @@ def test_smoke_run_makes_the_same_artifacts_with_the_option_off(smoke_run, tmp_p
     prompts drawn). Trained models are not compared byte for byte: the two training paths agree within 1e-5
     in loss and every gradient (tests above), but the smoke's 200 SFT steps at lr 1e-2 amplify float rounding
     until greedy answers differ (measured: 4 of M1's 8). The option-off loop must still run to M3 with pairs."""
-    from conftest import ONE_THREAD, run_job
+    from conftest import REPRODUCIBLE_CPU, run_job
 
     job = tmp_path / "job"
     run_job(["debug=smoke", "logger=none", "shared_prefix=false", f"hydra.run.dir={job}"], tmp_path / "log",
-            env={**ONE_THREAD, "SRLM_EXP_CACHE": str(tmp_path / "cache")})  # its M0 built on one thread, as smoke_run's
+            env={**REPRODUCIBLE_CPU, "SRLM_EXP_CACHE": str(tmp_path / "cache")})  # its M0 built on one thread, as smoke_run's
     for rel in ["iteration_0/eval_responses.jsonl", "iteration_2/prompts.jsonl"]:
         assert (job / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
     summary = json.loads((job / "summary.json").read_text())

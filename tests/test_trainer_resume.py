@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ONE_THREAD, run_job
+from conftest import REPRODUCIBLE_CPU, run_job
 from srlm_exp.training.ppo import VALUE_HEAD_FILE
 
 
@@ -34,13 +34,13 @@ def _stop_while_training_m3(job: Path, train: str) -> list[str]:
 def test_a_job_stopped_while_training_m3_resumes_to_the_uninterrupted_m3(train, tmp_path):
     run = ["debug=smoke", "logger=none", f"train={train}"]
     whole = tmp_path / "whole"
-    run_job([*run, f"hydra.run.dir={whole}"], tmp_path / "whole.log", env=ONE_THREAD)
+    run_job([*run, f"hydra.run.dir={whole}"], tmp_path / "whole.log", env=REPRODUCIBLE_CPU)
     job = tmp_path / "job"
     shutil.copytree(whole, job)
     kept = _stop_while_training_m3(job, train)
     before = {rel: (job / rel).stat().st_mtime_ns for rel in kept}
 
-    proc = run_job([*run, f"hydra.run.dir={job}"], tmp_path / "resume.log", env=ONE_THREAD)
+    proc = run_job([*run, f"hydra.run.dir={job}"], tmp_path / "resume.log", env=REPRODUCIBLE_CPU)
 
     summary = json.loads((job / "summary.json").read_text())
     assert summary["status"] == "finished" and [e["model"] for e in summary["iterations"]] == ["M0", "M1", "M2", "M3"]
