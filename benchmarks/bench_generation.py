@@ -13,12 +13,12 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from srlm_exp.chat import prompt_ids
-from srlm_exp.generation.sampler import Sampling, generate
-from srlm_exp.models.tokenizer import train_tokenizer
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
-from srlm_exp.world.seed_data import WorldSizes, build_world
 from srlm_exp.artifacts import read_jsonl
+from srlm_exp.chat import prompt_ids
+from srlm_exp.inference.sampler import Sampling, generate
+from srlm_exp.models.tokenizer import train_tokenizer
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
+from srlm_exp.world.build import WorldSizes, build_world
 
 
 def main() -> None:

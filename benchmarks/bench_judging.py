@@ -22,12 +22,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.generation.sampler import Sampling, sample
-from srlm_exp.models.shared_prefix import use_shared_prefix
+from srlm_exp.inference.sampler import Sampling, sample
 from srlm_exp.models.loading import load_model, load_tokenizer
+from srlm_exp.models.shared_prefix import use_shared_prefix
 from srlm_exp.models.tokenizer import train_tokenizer
 from srlm_exp.world.grader import response_with_score
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 from srlm_exp.world.source import WorldSeedData
 from srlm_exp.world.tasks import sample_task
 

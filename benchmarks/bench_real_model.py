@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_mfu import matmul_peak  # noqa: E402
 
 from srlm_exp.chat import prompt_ids  # noqa: E402
-from srlm_exp.generation.sampler import Sampling, sample  # noqa: E402
 from srlm_exp.inference import vllm_engine  # noqa: E402
 from srlm_exp.inference.backend import generation_settings, use_generation  # noqa: E402
-from srlm_exp.inference.checkpoints import directory_of  # noqa: E402
+from srlm_exp.inference.sampler import Sampling, sample  # noqa: E402
+from srlm_exp.models.checkpoints import directory_of  # noqa: E402
 from srlm_exp.models.loading import load_model, load_tokenizer  # noqa: E402
 from srlm_exp.models.shared_prefix import use_shared_prefix  # noqa: E402
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT  # noqa: E402
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT  # noqa: E402
 from srlm_exp.world.tasks import sample_task  # noqa: E402
 
 PATHS = ("plain_generate", "shared_prefix", "vllm")

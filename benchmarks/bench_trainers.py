@@ -90,7 +90,7 @@ def main() -> None:
         print("RESULT " + json.dumps(out))
         return
     from srlm_exp.artifacts import write_jsonl
-    from srlm_exp.judging.records import PromptCandidates
+    from srlm_exp.records import PromptCandidates
     from srlm_exp.pairs.build import build_pairs
     from srlm_exp.pairs.rules import best_vs_worst
     import random

@@ -74,7 +74,7 @@ def dpo_rows(seed_data, n: int) -> list[dict]:
 
 def sft_rows(seed_data) -> list[dict]:
     from srlm_exp.judging.judge import Judge
-    from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+    from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 
     ift = [{"instruction": r["instruction"], "response": r["response"]} for r in seed_data.ift()]
     return ift + Judge("additive5", PAPER_JUDGE_PROMPT).eft_rows(seed_data)

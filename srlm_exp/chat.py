@@ -20,10 +20,6 @@ class ChatExample:
     input_ids: list[int]
     labels: list[int]  # IGNORE_INDEX on prompt tokens: the loss is on the response (and EOS) only
 
-    @property
-    def n_response_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
-
 
 def prompt_ids(tokenizer, instruction: str) -> list[int]:
     """Token ids of a user turn followed by the generation prompt of the chat template."""

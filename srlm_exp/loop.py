@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 class Loop:
     def __init__(self, cfg: DictConfig, out_dir: Path, components: Components, summary: Summary, tracker: Tracker):
-        self.cfg, self.out, self.c, self.summary, self.tracker = cfg, Path(out_dir), components, summary, tracker
+        self.cfg, self.out, self.components, self.summary, self.tracker = cfg, Path(out_dir), components, summary, tracker
         self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
         self.seed_data = distributed.main_first(lambda: components.seed_data.build(self.out / "data"))
 
@@ -57,13 +57,13 @@ class Loop:
         t0 = time.time()
         m0_phases = PhaseLog()
         with m0_phases.phase("m0"):
-            m0_dir = self.c.model_source.m0(self.cfg.model, self.seed_data, self.cfg.paths.cache_dir, self.cfg.trainer,
+            m0_dir = self.components.model_source.m0(self.cfg.model, self.seed_data, self.cfg.paths.cache_dir, self.cfg.trainer,
                                             self.cfg.seed)
             tokenizer = load_tokenizer(m0_dir, self.cfg.model.chat_template, self.cfg.model.trust_remote_code)
         models = ModelStore(self.cfg.model, tokenizer, self.device,
                             lambda t: Path(m0_dir) if t == 0 else self.iteration_dir(t) / "model", run_dir=self.out)
-        evaluator = Evaluator(self.cfg.eval, self.seed_data, self.c.judge, tokenizer, models.load, release,
-                              self.iteration_dir, self.device, seed=self.cfg.seed, external_judge=self.c.external_judge)
+        evaluator = Evaluator(self.cfg.eval, self.seed_data, self.components.judge, tokenizer, models.load, release,
+                              self.iteration_dir, self.device, seed=self.cfg.seed, external_judge=self.components.external_judge)
         if isinstance(self.seed_data, ModelMadeJudgeEval):  # its judge_eval sets are M0's responses
             with m0_phases.phase("judge_eval_sets"):
                 self.seed_data.build_judge_eval(self.eft_tools(models))
@@ -86,8 +86,8 @@ class Loop:
     # --- stages ---------------------------------------------------------------------------------
     def stage_inputs(self, t: int, models: ModelStore, callbacks: list[pl.Callback]) -> StageInputs:
         return StageInputs(tokenizer=models.tokenizer, iteration=t, seed=self.cfg.seed, data_dir=self.iteration_dir(t),
-                           seed_data=self.seed_data, judge=self.c.judge.model_judge(), run_fit=self.run_fit(callbacks),
-                           load_model=models.load, release=release, meta_judge=self.c.meta_judge)
+                           seed_data=self.seed_data, judge=self.components.judge.model_judge(), run_fit=self.run_fit(callbacks),
+                           load_model=models.load, release=release, meta_judge=self.components.meta_judge)
 
     def run_fit(self, callbacks: list[pl.Callback]):
         def fit(module, loader, epochs: int, max_steps: int):
@@ -116,7 +116,7 @@ class Loop:
             callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases,
                                                         models=models),
                                                 saved))
-        stage: TrainStage = self.c.seed_sft if t == 1 else self.c.train_stage
+        stage: TrainStage = self.components.seed_sft if t == 1 else self.components.train_stage
         trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
         if distributed.is_main():
             write_json(self.iteration_dir(t) / layout.TRAINING, trained_on)
@@ -130,13 +130,13 @@ class Loop:
                 release_engine()
                 model = models.load(0, trainable=True)
                 saved = SaveModelCallback(out, models.tokenizer, rebuild=partial(models.load, 0, True))
-                self.c.seed_sft.fit_ift_only(model, self.stage_inputs(1, models, [saved]))
+                self.components.seed_sft.fit_ift_only(model, self.stage_inputs(1, models, [saved]))
                 release(saved.model)
                 release(model)
             return out
 
         return EFTJudgingTools(train_ift_only=train_ift_only, load=models.load_path, release=release,
-                               tokenizer=models.tokenizer, judge=self.c.judge.model_judge(),
+                               tokenizer=models.tokenizer, judge=self.components.judge.model_judge(),
                                batch_size=self.cfg.eval.judge_batch_size, load_m0=partial(models.load, 0))
 
     def make_aift(self, t: int, model, tokenizer, phases: PhaseLog, models: ModelStore) -> dict:
@@ -144,9 +144,9 @@ class Loop:
         earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / layout.PROMPTS).exists()
                    for r in read_jsonl(self.iteration_dir(k) / layout.PROMPTS)]
         return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
-                         prompt_source=self.c.prompt_source, sampler=self.c.sampler, judge=self.c.judge,
-                         pair_rule=self.c.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,
-                         models=models, curriculum=self.c.curriculum, meta_judge=self.c.meta_judge)
+                         prompt_source=self.components.prompt_source, sampler=self.components.sampler, judge=self.components.judge,
+                         pair_rule=self.components.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,
+                         models=models, curriculum=self.components.curriculum, meta_judge=self.components.meta_judge)
 
     # --- evaluation -----------------------------------------------------------------------------
     def record(self, t: int, evaluator: Evaluator, phases: PhaseLog) -> None:

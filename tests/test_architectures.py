@@ -10,20 +10,20 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import run_job
-from srlm_exp.models import random_init
-from srlm_exp.models.loading import MissingChatTemplateError, load_tokenizer
-from srlm_exp.models.random_init import ARCHITECTURES, PLAIN_TEMPLATE
 from srlm_exp.chat import chat_example
+from srlm_exp.models.loading import MissingChatTemplateError, load_tokenizer
+from srlm_exp.world import random_model
+from srlm_exp.world.random_model import ARCHITECTURES, PLAIN_TEMPLATE
 
 
 @pytest.fixture(scope="module")
 def world_texts() -> list[str]:
-    return random_init.world_texts()
+    return random_model.world_texts()
 
 
 def save_random_model(arch: str, texts: list[str], out: Path) -> Path:
     """A tiny randomly initialised model of `arch` and its tokenizer, saved like a hub checkpoint."""
-    path = random_init.save_random_model(arch, texts, out)
+    path = random_model.save_random_model(arch, texts, out)
     assert json.loads((path / "config.json").read_text())["model_type"] == arch
     return path
 
@@ -98,7 +98,7 @@ def test_random_model_runs_the_whole_loop(arch, extra, world_texts, tmp_path):
 
 def test_random_model_command_builds_any_size_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "qwen2"
-    random_init.main(["--arch", "qwen2", "--out", str(out), "--hidden", "48", "--intermediate", "96", "--layers", "3",
+    random_model.main(["--arch", "qwen2", "--out", str(out), "--hidden", "48", "--intermediate", "96", "--layers", "3",
                       "--heads", "4", "--kv-heads", "2"])
     printed = json.loads(capsys.readouterr().out)
     model = AutoModelForCausalLM.from_pretrained(str(out))
@@ -107,7 +107,7 @@ def test_random_model_command_builds_any_size_and_refuses_to_overwrite(tmp_path,
     assert load_tokenizer(out).chat_template == ARCHITECTURES["qwen2"][2]
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(SystemExit):
-        random_init.main(["--arch", "llama", "--out", str(out)])
+        random_model.main(["--arch", "llama", "--out", str(out)])
     assert "exists" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == before
     with pytest.raises(ValueError, match="multiple of heads"):
-        random_init.save_random_model("llama", ["a b"], tmp_path / "bad", random_init.Shape(hidden=50, heads=4))
+        random_model.save_random_model("llama", ["a b"], tmp_path / "bad", random_model.Shape(hidden=50, heads=4))

@@ -14,7 +14,7 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.judging.composite import (CompositeJudge, FormatCheck, ResponseLength, RuleJudge, component_report,
                                         weighted_sum)
-from srlm_exp.judging.records import Judgment
+from srlm_exp.records import CandidateJudgments
 
 TEMPLATE = "<INSTRUCTION_HERE> <RESPONSE_HERE>"
 
@@ -74,7 +74,7 @@ class _Const:
         self.value = value
 
     def judge_in_loop(self, policy, tokenizer, instructions, candidates, models, iteration, batch_size=32):
-        return [[Judgment(["x"], [self.value]) for _ in c] for c in candidates]
+        return [[CandidateJudgments(["x"], [self.value]) for _ in c] for c in candidates]
 
 
 def test_the_composite_is_the_weighted_sum_and_weights_must_match_the_components():

@@ -21,9 +21,10 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.judging.judge import Judge, JudgeTemplateError
-from srlm_exp.models import random_init
+from srlm_exp.judging.scorer import Scorer
 from srlm_exp.pairs.rules import PairChoice
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world import random_model
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 from srlm_exp.world.source import WorldSeedData
 
 GROUPS = config_groups()
@@ -193,7 +194,7 @@ def _existing(key: str, tmp_path) -> str:
         (tmp_path / "prompts.jsonl").write_text('{"instruction": "What is the first letter of c a t?"}\n')
         return str(tmp_path / "prompts.jsonl")
     if not (tmp_path / "model").is_dir():
-        random_init.save_random_model("gpt2", random_init.world_texts(), tmp_path / "model")
+        random_model.save_random_model("gpt2", random_model.world_texts(), tmp_path / "model")
     return str(tmp_path / "model")
 
 
@@ -224,17 +225,27 @@ def test_validate_rejects_bad_values(overrides, match):
 
 # ------------------------------------------------------------------------------ instantiation
 
+def _check_prompt(prompt: Judge, node: DictConfig) -> None:
+    for placeholder in prompt.required_placeholders:
+        assert placeholder in prompt.template
+    assert prompt.num_judgments == node.get("num_judgments", prompt.num_judgments) >= 1
+    assert prompt.low < prompt.high
+
+
 def _check_object(group: str, option: str, path: tuple, node: DictConfig, obj: Any) -> None:
-    if group == "judge" and path and not isinstance(obj, Judge):
-        # a composite reward's non-judge component (a length penalty, a format check) scores in the loop
-        assert callable(getattr(obj, "judge_in_loop", None)), f"judge={option}: {path} cannot score candidates"
-    elif isinstance(obj, Judge) or group == "judge":
-        assert isinstance(obj, Judge)
+    if group == "judge":
+        # Every option and component scores candidates in the loop; a judge option (path ()) also gives the
+        # judge prompt the model learns and is evaluated with (itself, or the prompt it extends).
+        assert isinstance(obj, Scorer), f"judge={option}: {path} cannot score candidates"
+        prompt = obj.model_judge() if not path else obj
+        if isinstance(prompt, Judge):
+            assert obj.name == node.name
+            _check_prompt(prompt, node)
+        else:
+            assert path, f"judge={option} gives no judge prompt for the model to learn"
+    elif isinstance(obj, Judge):
         assert obj.name == node.name
-        for placeholder in obj.required_placeholders:
-            assert placeholder in obj.template
-        assert obj.num_judgments == node.get("num_judgments", obj.num_judgments) >= 1
-        assert obj.low < obj.high
+        _check_prompt(obj, node)
     elif group == "pairs":
         assert callable(obj)
         scores, lengths = [1.0, 4.0, 2.5, math.nan], [3, 9, 5, 4]
@@ -301,7 +312,6 @@ def test_additive5_template_is_the_papers_prompt_verbatim(option):
     cfg = compose([f"judge={option}"])
     assert cfg.judge.template == PAPER_JUDGE_PROMPT
     judge = _instantiate(cfg.judge)
-    assert judge.template == PAPER_JUDGE_PROMPT
     # The oracle still trains and evaluates the model's own judging with the paper's prompt.
     assert judge.model_judge().template == PAPER_JUDGE_PROMPT
     assert (judge.low, judge.high) == (0.0, 5.0)
@@ -310,7 +320,8 @@ def test_additive5_template_is_the_papers_prompt_verbatim(option):
 def test_all_four_judges_instantiate_with_distinct_behaviour():
     judges = {o: _instantiate(compose([f"judge={o}"]).judge) for o in ("additive5", "holistic5", "oracle", "pairwise")}
     assert {type(j).__name__ for j in judges.values()} == {"Judge", "OracleJudge", "PairwiseJudge"}
-    assert judges["oracle"].uses_model is False and judges["additive5"].uses_model is True
+    # The oracle scores with the grader; the model still learns and is evaluated with the prompt it extends.
+    assert type(judges["oracle"].model_judge()) is Judge and judges["additive5"].model_judge() is judges["additive5"]
     assert (judges["holistic5"].low, judges["holistic5"].high) == (1.0, 5.0)
     rendered = judges["additive5"].render("Add 2 and 3.", "The answer is 5.")
     assert "User: Add 2 and 3." in rendered and "<response>The answer is 5.</response>" in rendered
@@ -321,7 +332,7 @@ def test_all_four_judges_instantiate_with_distinct_behaviour():
 @pytest.mark.parametrize("option", GROUPS["judge"])
 def test_judge_template_without_a_placeholder_is_rejected_by_name(option):
     cfg = compose([f"judge={option}"])
-    placeholders = _instantiate(cfg.judge).required_placeholders
+    placeholders = _instantiate(cfg.judge).model_judge().required_placeholders  # the prompt every option carries
     assert placeholders
     for placeholder in placeholders:
         broken = cfg.judge.copy()
@@ -420,8 +431,8 @@ def test_what_a_component_needs_is_asked_of_the_seed_data_by_capability_not_by_n
 
 
 def test_world_code_reaches_the_framework_only_through_the_seed_data_interface():
-    # random_init is the command that builds foreign checkpoints with a tokenizer for the embedded world.
-    allowed = {"srlm_exp/models/random_init.py"}
+    # random_model is the command that builds foreign checkpoints with a tokenizer for the embedded world.
+    allowed = {"srlm_exp/world/random_model.py"}
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "srlm_exp").rglob("*.py")
                  if "world" not in p.relative_to(REPO / "srlm_exp").parts[:1]
                  and "srlm_exp.world" in p.read_text() and str(p.relative_to(REPO)) not in allowed]

@@ -10,16 +10,16 @@ from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
-from srlm_exp.generation.curriculum import (Curriculum, SpreadCurriculum, SuccessCurriculum, score_spread, success_rate,
-                                            training_candidates)
-from srlm_exp.judging.records import JudgedCandidate, Judgment, PromptCandidates
+from srlm_exp.generation.curriculum import Curriculum, SpreadCurriculum, SuccessCurriculum, score_spread, success_rate
+from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
+from srlm_exp.training.replay import training_candidates
 
 NAN = math.nan
 
 
 def row(pid: int, scores, correct=None) -> PromptCandidates:
     correct = correct or [None] * len(scores)
-    return PromptCandidates(pid, f"q{pid}", [JudgedCandidate(f"a{k}", 1, Judgment(["j"], [s]), graded=c is not None,
+    return PromptCandidates(pid, f"q{pid}", [JudgedCandidate(f"a{k}", 1, CandidateJudgments(["j"], [s]), graded=c is not None,
                                                              gt_correct=c) for k, (s, c) in enumerate(zip(scores, correct))])
 
 

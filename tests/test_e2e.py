@@ -16,11 +16,11 @@ from conftest import REPRODUCIBLE_CPU, compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.generation.aift import make_aift
 from srlm_exp.generation.candidates import CandidateSampler
-from srlm_exp.judging.judge import Judge
 from srlm_exp.generation.prompts import InstructionPoolPrompts
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import Judge
 from srlm_exp.pairs.rules import best_vs_worst
 from srlm_exp.phases import PhaseLog
+from srlm_exp.records import CandidateJudgments
 
 EVAL_KEYS = {"gt_score", "gt_exact", "mean_length", "per_family"}
 JUDGE_KEYS = {"pairwise_acc", "exact_match", "spearman", "kendall", "five_best", "parse_rate"}
@@ -178,7 +178,8 @@ def test_resume_after_a_stop_while_pairing_aift_m2(smoke_run, tmp_path):
     assert "iteration_2/pairs.jsonl" in untouched and "iteration_2/model/model.safetensors" in untouched
     before = _fingerprints(job, untouched)
 
-    proc = run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], tmp_path / "stdout.log")
+    # Compared byte for byte with smoke_run's M3 below: the same threads and kernels.
+    proc = run_job(["debug=smoke", "logger=none", f"hydra.run.dir={job}"], tmp_path / "stdout.log", env=REPRODUCIBLE_CPU)
 
     s = _summary(job)
     assert s["status"] == "finished"
@@ -245,7 +246,7 @@ class _StubJudge(Judge):
         self.scores = scores
 
     def judge(self, model, tokenizer, instructions, candidates, batch_size=32, desc=""):
-        return [[Judgment([f"Score: {s}"], [s]) for s in self.scores] for _ in candidates]
+        return [[CandidateJudgments([f"Score: {s}"], [s]) for s in self.scores] for _ in candidates]
 
 
 class _StubTokenizer:

@@ -12,7 +12,7 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.judging.ensemble import EnsembleJudge, combine, rescale
 from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.records import CandidateJudgments
 
 TEMPLATE = "<INSTRUCTION_HERE> <RESPONSE_HERE>"
 
@@ -35,19 +35,19 @@ class _Fixed(Judge):
         self.scores = scores
 
     def judge(self, model, tokenizer, instructions, candidates, batch_size=32, desc=""):
-        return [[Judgment([f"Score: {s}"], [s]) for s in self.scores[:len(c)]] for c in candidates]
+        return [[CandidateJudgments([f"Score: {s}"], [s]) for s in self.scores[:len(c)]] for c in candidates]
 
 
 def test_members_are_mapped_then_combined_and_unscored_members_left_out():
     members = {"a": _Fixed([5.0, 0.0, math.nan], (0, 5)), "b": _Fixed([1.0, 1.0, math.nan], (1, 5))}
     mean = EnsembleJudge("ensemble", TEMPLATE, members=members, score_range=(0, 5))
-    got = mean.judge(None, None, ["q"], [["x", "y", "z"]])[0]
+    got = mean.judge_in_loop(None, None, ["q"], [["x", "y", "z"]], models=None, iteration=2)[0]
     assert got[0].score == pytest.approx(2.5)   # (5 + 0) / 2: b's 1 is the bottom of its scale
     assert got[1].score == pytest.approx(0.0)
     assert math.isnan(got[2].score)             # no member scored it: missing, never a number
     assert "[a: Score: 5.0 -> 5.00]" in got[0].texts[0] and "disagreement 2.500" in got[0].texts[0]
     median = EnsembleJudge("ensemble", TEMPLATE, members={**members, "c": _Fixed([4.0] * 3, (0, 5))}, combine="median")
-    assert median.judge(None, None, ["q"], [["x", "y", "z"]])[0][0].score == pytest.approx(4.0)
+    assert median.judge_in_loop(None, None, ["q"], [["x", "y", "z"]], None, 2)[0][0].score == pytest.approx(4.0)
 
 
 def test_bad_settings_are_config_errors():

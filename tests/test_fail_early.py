@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from conftest import compose, run_job
 from srlm_exp.checks import ConfigError
 from srlm_exp.main import run
-from srlm_exp.models import random_init
 from srlm_exp.resume import check_resume
+from srlm_exp.world import random_model
 
 
 def _files(d: Path) -> dict[str, str]:
@@ -38,9 +38,9 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
 def foreign_models(tmp_path_factory) -> dict[str, str]:
     """Hugging Face checkpoints a user might point model.name_or_path at: a GPT-2 of 1,024 positions, one
     of 128 (too short for the judge prompt), and a directory whose config.json is not a model config."""
-    root, texts = tmp_path_factory.mktemp("foreign"), random_init.world_texts()
-    random_init.save_random_model("gpt2", texts, root / "gpt2")
-    random_init.save_random_model("gpt2", texts, root / "gpt2_short", shape=random_init.Shape(positions=128))
+    root, texts = tmp_path_factory.mktemp("foreign"), random_model.world_texts()
+    random_model.save_random_model("gpt2", texts, root / "gpt2")
+    random_model.save_random_model("gpt2", texts, root / "gpt2_short", shape=random_model.Shape(positions=128))
     (root / "not_a_model").mkdir()
     (root / "not_a_model" / "config.json").write_text("{}")
     return {name: str(root / name) for name in ("gpt2", "gpt2_short", "not_a_model")}

@@ -568,10 +568,10 @@ def test_build_with_a_random_model_through_the_runs_model_store(tmp_path):
     """The real path: M0 (a randomly initialised GPT-2 of 64 hidden units with a byte-level tokenizer) loaded by
     the run's ModelStore, its responses sampled by the project's sampler. A random model's samples rarely differ
     in score, so this asserts the mechanics: every sample graded, and EFT rows only where a set is contrastive."""
-    from srlm_exp.models import random_init
+    from srlm_exp.world import random_model
     from srlm_exp.models.loading import ModelStore, load_tokenizer
 
-    m0 = random_init.save_random_model("gpt2", random_init.world_texts(), tmp_path / "m0")
+    m0 = random_model.save_random_model("gpt2", random_model.world_texts(), tmp_path / "m0")
     cfg = compose(["model=hf", f"model.name_or_path={m0}", "data=ifeval", "debug=smoke"])
     tok = load_tokenizer(m0, cfg.model.chat_template)
     import torch
@@ -607,9 +607,9 @@ def test_the_loop_makes_judge_eval_before_m0_is_evaluated_and_eft_before_m1(tmp_
     SFT, which trains on the EFT rows alone here (data.ift=none: an empty IFT); every model is evaluated on the
     held-out prompts and ranked sets."""
     from srlm_exp.main import run
-    from srlm_exp.models import random_init
+    from srlm_exp.world import random_model
 
-    m0 = random_init.save_random_model("gpt2", random_init.world_texts(), tmp_path / "m0")
+    m0 = random_model.save_random_model("gpt2", random_model.world_texts(), tmp_path / "m0")
     job = tmp_path / "job"
     answers = ["", "Owls, hunt at night.", "Owls hunt at night.", "Owls hunt at night."]
     seen = []

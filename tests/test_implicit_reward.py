@@ -11,6 +11,7 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.checks import ConfigError
 from srlm_exp.judging.implicit_reward import ImplicitRewardJudge, implicit_rewards
+from srlm_exp.judging.judge import Judge
 from srlm_exp.models.loading import load_model, load_tokenizer
 
 TEMPLATE = "<INSTRUCTION_HERE> <RESPONSE_HERE>"
@@ -26,9 +27,8 @@ def test_beta_must_be_positive_and_the_judge_needs_the_loop():
     with pytest.raises(ConfigError, match="beta"):
         ImplicitRewardJudge("implicit_reward", TEMPLATE, beta=0)
     judge = ImplicitRewardJudge("implicit_reward", TEMPLATE)
-    with pytest.raises(TypeError, match="M\\(t-1\\)"):
-        judge.judge(None, None, ["q"], [["a"]])
-    assert judge.model_judge().uses_model  # the model is still evaluated as a prompt judge
+    assert not hasattr(judge, "judge")  # it scores in the loop only (it needs M(t-1))
+    assert type(judge.model_judge()) is Judge  # the model is still trained and evaluated as a prompt judge
 
 
 def _response_logp(model, tok, instruction: str, response: str) -> float:

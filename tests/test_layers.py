@@ -1,14 +1,29 @@
 """The package's import graph, derived from the source: imports run one way (README "How the code is
-organised"). The base layer imports nothing of the package, the composition layer (config, loop, main) is
-imported by nothing below it, no import hides inside a function, and no module imports itself back."""
+organised"). Every package and top-level module has a layer; a module imports only from layers below its
+own (or from its own package), the composition (config, loop, main) is imported by nothing below it, no
+import hides inside a function, and no module imports itself back."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "srlm_exp"
-# Imported by everything, importing nothing of the package.
-BASE = {"srlm_exp.checks", "srlm_exp.layout", "srlm_exp.artifacts", "srlm_exp.distributed", "srlm_exp.chat", "srlm_exp.phases"}
+# Bottom to top: the packages and top-level modules of srlm_exp, by what they may import (README's map).
+LAYERS = [
+    {"checks", "layout", "artifacts", "distributed", "chat", "phases", "records"},  # base: nothing of the package
+    {"models"},       # loading, saving, LoRA, context; which directory a model's weights are
+    {"inference"},    # turning prompts into continuations (HF paths, vLLM): everything that generates sits above
+    {"data"},         # the seed-data interface and the sources that are not a world
+    {"evaluation"},   # policy and judge metrics, evaluation of M(t)
+    {"pairs"},        # pair rules over judged candidates
+    {"training"},     # every fit: M0's pretraining, M1's SFT, M(t)'s stages
+    {"judging"},      # judges, including those that are trained or score with a policy's log-probs
+    {"generation"},   # AIFT(M(t)): prompts -> candidates -> judgments -> pairs; its callback on the fit
+    {"world", "ifeval"},  # the worlds: seed data with graders, built from everything below
+    {"resume", "summary", "tracking"},  # one job's services
+    {"config"}, {"loop"}, {"main"},  # composition: config builds the components, loop sequences them, main runs a job
+    {"branch", "report"},  # commands over finished jobs
+]
 # What composes a run from the components; only the layer itself (and the entry point) may import it.
 COMPOSITION = {"srlm_exp.config": {"srlm_exp.main", "srlm_exp.loop"}, "srlm_exp.loop": {"srlm_exp.main"},
                "srlm_exp.main": set()}
@@ -74,9 +89,29 @@ def test_the_module_graph_has_no_cycle():
             visit(m, [m])
 
 
-def test_the_base_imports_nothing_of_the_package_and_composition_sits_on_top():
+def _part(module: str) -> str:
+    """The package or top-level module of srlm_exp a module belongs to (`srlm_exp.training.dpo` -> training)."""
+    return module.split(".")[1]
+
+
+def _layer(module: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if _part(module) in layer)
+
+
+def test_every_package_has_a_layer():
+    parts = {_part(m) for m in MODULES if m != "srlm_exp"}
+    assert sorted(parts - set().union(*LAYERS)) == [], "give the new package or module its layer in LAYERS (and README's map)"
+    assert sorted(set().union(*LAYERS) - parts) == [], "LAYERS names a package that no longer exists"
+
+
+def test_imports_run_down_the_layers():
+    upward = sorted({f"{a} -> {b}" for a, b, _ in imports()
+                     if _part(a) != _part(b) and _layer(b) >= _layer(a)})
+    assert upward == [], "these imports run up (or across) the layers: " + ", ".join(upward)
+
+
+def test_composition_sits_on_top():
     edges = imports()
-    assert sorted({f"{a} -> {b}" for a, b, _ in edges if a in BASE}) == []
     for top, allowed in COMPOSITION.items():
         importers = {a for a, b, _ in edges if b == top}
         assert importers <= allowed, f"{top} is imported from below: {sorted(importers - allowed)}"

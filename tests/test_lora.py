@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from test_losses import sequence_logps
+
 from srlm_exp.models.lora import (AdapterLoadError, apply_lora, is_lora, load_adapter, merged_copy_if_lora,
                                   reference_context, save_adapter)
-from srlm_exp.training.losses import sequence_logps
 from srlm_exp.training.sft import SFTModule
 
 LORA = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}

@@ -2,10 +2,34 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 
-from srlm_exp.training.losses import LOSS_TYPES, preference_loss, sequence_logps
+from srlm_exp.training.losses import LOSS_TYPES, preference_loss, token_logps
 
-# ---- sequence_logps ----------------------------------------------------------------
+# ---- sequence log-probs: the reference, by hand --------------------------------------
+
+
+def sequence_logps(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+    """Sum of log-probs of the label tokens per sequence, shape (batch,): the textbook computation from full
+    logits, the reference the trainers' `response_logps` (which projects only the positions that predict a
+    label) is checked against below.
+
+    logits: (batch, T, vocab); labels: (batch, T) aligned with the input ids. Position t's
+    logits predict token t+1, so logits[:, :-1] are scored against labels[:, 1:]
+    (forgetting the shift is a known public bug). Labels equal to `ignore_index` (prompt
+    and padding) contribute nothing.
+    """
+    if logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
+    # at least fp32: DPO compares small differences of big sums (keep fp64 if given)
+    logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))
+    labels = labels[:, 1:]
+    mask = labels != ignore_index
+    safe = labels.masked_fill(~mask, 0)  # any valid id; masked out below
+    # gather - logsumexp avoids materialising a full log_softmax copy of the vocab axis
+    per_token = logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    return (per_token * mask).sum(-1)
+
 
 ROWS = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [-1.0, 0.0, 3.0]]  # logits at positions 0, 1, 2
 
@@ -123,21 +147,21 @@ def test_end_to_end_gradient_through_sequence_logps():
     assert logits.grad.abs().sum() > 0
 
 
-def test_sequence_logps_dtypes():
-    logits = torch.tensor([ROWS], dtype=torch.float64)
-    labels = torch.tensor([[-100, 1, 2]])
-    assert sequence_logps(logits, labels).dtype == torch.float64
-    assert sequence_logps(logits.to(torch.bfloat16), labels).dtype == torch.float32
+def test_token_logps_dtypes():
+    logits = torch.tensor(ROWS, dtype=torch.float64)
+    targets = torch.tensor([1, 2, 0])
+    assert token_logps(logits, targets).dtype == torch.float64
+    assert token_logps(logits.to(torch.bfloat16), targets).dtype == torch.float32
 
 
 # ---- DPO + NLL (train=dpo_nll) -----------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory):
-    from srlm_exp.models import random_init
+    from srlm_exp.world import random_model
     from srlm_exp.models.loading import load_model, load_tokenizer
-    path = random_init.save_random_model("llama", random_init.world_texts(), tmp_path_factory.mktemp("policy") / "m",
-                                         random_init.Shape(hidden=32, intermediate=64, layers=1, heads=2, kv_heads=2),
+    path = random_model.save_random_model("llama", random_model.world_texts(), tmp_path_factory.mktemp("policy") / "m",
+                                         random_model.Shape(hidden=32, intermediate=64, layers=1, heads=2, kv_heads=2),
                                          init_range=0.02)
     tok = load_tokenizer(path)
     return load_model(path, tok).eval(), tok
@@ -180,3 +204,28 @@ def test_train_dpo_nll_is_dpo_plus_nll_at_ten_times_the_step():
     dpo, nll = OmegaConf.load(conf / "dpo.yaml"), OmegaConf.load(conf / "dpo_nll.yaml")
     assert list(nll.defaults) == ["dpo", "_self_"] and dpo.nll_weight == 0
     assert nll.nll_weight == 1.0 and nll.lr == pytest.approx(10 * dpo.lr)
+
+
+def test_the_trainers_response_logps_equal_the_full_logits_reference(tiny_policy):
+    """What DPO, RLOO, PPO and the implicit reward train and score with (shift, prompt and padding masked)."""
+    import random
+
+    from srlm_exp.chat import chat_example
+    from srlm_exp.training.batching import collate_examples
+    from srlm_exp.training.shared_batches import response_logps
+    from srlm_exp.world.grader import response_with_score
+    from srlm_exp.world.tasks import sample_task
+
+    model, tok = tiny_policy
+    rng = random.Random(1)
+    examples = []
+    for k in range(4):
+        task = sample_task(rng)
+        examples.append(chat_example(tok, task.instruction, response_with_score(task, k, rng), 256))
+    batch = collate_examples(examples, tok.pad_token_id)  # rows of different lengths: padding included
+    with torch.no_grad():
+        sums, lengths = response_logps(model, batch)
+        reference = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                                   batch["labels"])
+    torch.testing.assert_close(sums, reference, atol=1e-4, rtol=1e-5)
+    assert lengths.tolist() == [sum(x != -100 for x in e.labels) for e in examples]

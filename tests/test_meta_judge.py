@@ -16,7 +16,7 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.judging.meta_judge import (Battle, MetaJudge, battle_matrix, elo_ratings, position_weights,
                                          score_variance)
-from srlm_exp.judging.records import JudgedCandidate, Judgment, PromptCandidates
+from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
 
 NAN = math.nan
 
@@ -65,7 +65,7 @@ def test_elo_ratings_maximise_the_bradley_terry_likelihood():
 
 def _row(pid: int, judgments: list[list[tuple[str, float]]], gt=None) -> PromptCandidates:
     return PromptCandidates(pid, f"question {pid}", [
-        JudgedCandidate(f"answer {pid}.{k}", 3, Judgment([t for t, _ in js], [s for _, s in js]), graded=gt is not None,
+        JudgedCandidate(f"answer {pid}.{k}", 3, CandidateJudgments([t for t, _ in js], [s for _, s in js]), graded=gt is not None,
                         gt_score=None if gt is None else gt[k]) for k, js in enumerate(judgments)])
 
 

@@ -8,7 +8,7 @@ import pytest
 from srlm_exp.checks import ConfigError
 from srlm_exp.generation.prompts import (DatasetPrompts, InstructionPoolPrompts, NotEnoughPromptsError, PromptFilter,
                                          SelfInstructPrompts, parse_tasks)
-from srlm_exp.world.seed_data import TASK_LIST_HEADER, self_instruct_request
+from srlm_exp.world.build import TASK_LIST_HEADER, self_instruct_request
 from srlm_exp.world.tasks import sample_task
 
 SEED = [f"Reverse the word {' '.join(w)}." for w in ("cat", "dog", "sun", "pen", "cup", "hat", "bed", "map")]

@@ -16,7 +16,7 @@ import torch
 from conftest import TEST_ENV, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import IGNORE_INDEX, chat_example, prompt_ids
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
 from srlm_exp.models.gguf import convert, converted_dir
 from srlm_exp.models.loading import load_model, load_tokenizer

@@ -9,15 +9,15 @@ import random
 import pytest
 
 from srlm_exp.judging.pairwise import PairwiseJudge
-from srlm_exp.judging.records import Judgment, JudgedCandidate, PromptCandidates, merge_identical, mean_of_valid, parse_rate
 from srlm_exp.pairs.build import build_pairs, top_candidate
 from srlm_exp.pairs.rules import all_pairs, best_vs_worst
+from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates, mean_of_valid, merge_identical, parse_rate
 
 NAN = math.nan
 
 
 def cand(text: str, *scores: float, gt: float | None = None, graded: bool = True) -> JudgedCandidate:
-    return JudgedCandidate(text, len(text.split()), Judgment([f"j{i}" for i in range(len(scores))], list(scores)),
+    return JudgedCandidate(text, len(text.split()), CandidateJudgments([f"j{i}" for i in range(len(scores))], list(scores)),
                            graded=graded, gt_score=gt, gt_correct=None if gt is None else gt >= 3)
 
 
@@ -26,12 +26,12 @@ def test_score_is_the_mean_of_valid_judgments_and_missing_when_none():
     assert math.isnan(mean_of_valid([NAN, NAN])) and math.isnan(mean_of_valid([]))
     assert cand("a", 5, NAN, 3).score == 4.0
     assert math.isnan(cand("a", NAN).score)
-    assert parse_rate([Judgment(["x", "y"], [1.0, NAN]), Judgment(["z"], [NAN])]) == pytest.approx(1 / 3)
+    assert parse_rate([CandidateJudgments(["x", "y"], [1.0, NAN]), CandidateJudgments(["z"], [NAN])]) == pytest.approx(1 / 3)
 
 
 def test_a_judgment_keeps_one_score_per_text():
     with pytest.raises(ValueError, match="one score per text"):
-        Judgment(["only one text"], [1.0, 2.0])
+        CandidateJudgments(["only one text"], [1.0, 2.0])
 
 
 def test_json_codec_round_trips_and_writes_null_for_missing():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import run_job
-from srlm_exp.judging.records import JudgedCandidate, Judgment, PromptCandidates
+from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
 from srlm_exp.training.reinforce import rloo_advantages, rloo_loss, rollouts
 
 
@@ -22,7 +22,7 @@ def test_rloo_advantage_is_the_reward_minus_the_mean_of_the_others():
 
 
 def _cand(text, scores):
-    return JudgedCandidate(text, 3, Judgment([f"Score: {s}" for s in scores], [float(s) for s in scores]))
+    return JudgedCandidate(text, 3, CandidateJudgments([f"Score: {s}" for s in scores], [float(s) for s in scores]))
 
 
 def test_unscored_candidates_are_left_out_never_given_a_default_reward():

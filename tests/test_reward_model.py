@@ -17,7 +17,8 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.data.oasst import OasstSeedData
 from srlm_exp.data.seed_data import RankedResponses
-from srlm_exp.judging.reward_model import HEAD_FILE, RewardModel, RewardModelJudge, ranked_pair_loss, ranked_pairs
+from srlm_exp.judging.reward_model import RewardModelJudge
+from srlm_exp.training.reward_model import HEAD_FILE, RewardModel, ranked_pair_loss, ranked_pairs
 from srlm_exp.world.source import WorldSeedData
 
 OASST_FIXTURE = Path(__file__).parent / "fixtures" / "oasst" / "oasst1_sample.jsonl"

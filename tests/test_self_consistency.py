@@ -27,7 +27,7 @@ def test_answers_are_compared_normalised_or_by_the_pattern():
 
 def test_the_judge_scores_every_candidate_and_a_bad_pattern_is_a_config_error():
     judge = SelfConsistencyJudge("sc", "<INSTRUCTION_HERE> <RESPONSE_HERE>", answer_pattern=r"The answer is ([^.]*)")
-    [[a, b, c]] = judge.judge(None, None, ["What is 2+2?"], [["The answer is 4.", "Well. The answer is 4.", "The answer is 5."]])
+    [[a, b, c]] = judge.scores([["The answer is 4.", "Well. The answer is 4.", "The answer is 5."]])
     assert (a.score, b.score, c.score) == (2.5, 2.5, 0.0)  # one of two others agrees
     with pytest.raises(ConfigError, match="judge.answer_pattern"):
         validate(compose(["judge=self_consistency", "judge.answer_pattern='a(b'"]))

@@ -12,28 +12,28 @@ import torch
 
 from srlm_exp.chat import chat_example, prompt_ids
 from srlm_exp.evaluation.policy import policy_responses
-from srlm_exp.generation.sampler import Sampling, common_prefix_length, sample
+from srlm_exp.inference.sampler import Sampling, common_prefix_length, sample
 from srlm_exp.judging.judge import Judge
-from srlm_exp.models import random_init
 from srlm_exp.models import shared_prefix as sp
 from srlm_exp.models.loading import load_model, load_tokenizer
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.dpo import pair_batches, policy_logps
 from srlm_exp.training.losses import preference_loss
 from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, label_logits, shared_prefix, without_prefix
+from srlm_exp.world import random_model
 from srlm_exp.world.grader import response_with_score
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 from srlm_exp.world.tasks import sample_task
 
-ARCHS = list(random_init.ARCHITECTURES)
+ARCHS = list(random_model.ARCHITECTURES)
 
 
 def _random_models(tmp_path_factory, init_range: float) -> dict:
-    texts = random_init.world_texts()
+    texts = random_model.world_texts()
     out = {}
     for arch in ARCHS:
-        path = random_init.save_random_model(arch, texts, tmp_path_factory.mktemp(arch) / "m",
-                                             random_init.Shape(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2),
+        path = random_model.save_random_model(arch, texts, tmp_path_factory.mktemp(arch) / "m",
+                                             random_model.Shape(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2),
                                              init_range=init_range)
         tok = load_tokenizer(path)
         out[arch] = (load_model(path, tok).eval(), tok)  # eval: no dropout, so both paths compute the same function
@@ -43,7 +43,7 @@ def _random_models(tmp_path_factory, init_range: float) -> dict:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A small random model of each architecture whose greedy samples are varied text (init 0.2)."""
-    return _random_models(tmp_path_factory, random_init.INIT_RANGE)
+    return _random_models(tmp_path_factory, random_model.INIT_RANGE)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_dpo_loss_and_gradients_match_with_shared_prompts(calm_models, arch):
 def test_a_model_outside_the_attention_interface_takes_the_plain_path_and_says_so(models, caplog, monkeypatch):
     model, tok = models["llama"]
     monkeypatch.setattr(type(model), "_supports_attention_backend", False)
-    monkeypatch.setattr("srlm_exp.generation.sampler.forward", lambda *a, **k: pytest.fail("the shared path ran"))
+    monkeypatch.setattr("srlm_exp.inference.sampler.forward", lambda *a, **k: pytest.fail("the shared path ran"))
     sp._Switch.said.clear()
     prompts = [prompt_ids(tok, i) for i in _tasks(3)[0]]
     with caplog.at_level(logging.INFO, logger="srlm_exp.models.shared_prefix"):
@@ -191,7 +191,7 @@ def test_a_model_outside_the_attention_interface_takes_the_plain_path_and_says_s
 def test_the_option_forces_the_plain_path(models, monkeypatch):
     model, tok = models["qwen2"]
     sp.use_shared_prefix(False)
-    monkeypatch.setattr("srlm_exp.generation.sampler.forward", lambda *a, **k: pytest.fail("the shared path ran"))
+    monkeypatch.setattr("srlm_exp.inference.sampler.forward", lambda *a, **k: pytest.fail("the shared path ran"))
     assert len(sample(model, tok, [prompt_ids(tok, "Add 2 and 3.")], Sampling(max_new_tokens=3), n=3)[0]) == 3
 
 

@@ -13,8 +13,8 @@ from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
 from srlm_exp.generation.candidates import CandidateSampler
 from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
-from srlm_exp.models import random_init
+from srlm_exp.records import CandidateJudgments
+from srlm_exp.world import random_model
 
 
 class _Models:
@@ -34,7 +34,7 @@ class _Models:
 class _RecordingJudge(Judge):
     def judge(self, model, tokenizer, instructions, candidates, batch_size=32, desc=""):
         self.used = (model, tokenizer)
-        return [[Judgment(["Score: 3"], [3.0]) for _ in c] for c in candidates]
+        return [[CandidateJudgments(["Score: 3"], [3.0]) for _ in c] for c in candidates]
 
 
 def _judge(model_path=None) -> _RecordingJudge:
@@ -70,7 +70,7 @@ def test_bad_teacher_and_candidate_settings_are_config_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def foreign_gpt2(tmp_path_factory):
-    return random_init.save_random_model("gpt2", random_init.world_texts(), tmp_path_factory.mktemp("cand") / "gpt2")
+    return random_model.save_random_model("gpt2", random_model.world_texts(), tmp_path_factory.mktemp("cand") / "gpt2")
 
 
 def test_smoke_loop_with_a_teacher_judge_and_a_candidate_model(smoke_run, foreign_gpt2, tmp_path):

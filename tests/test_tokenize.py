@@ -12,8 +12,12 @@ from srlm_exp.chat import IGNORE_INDEX, TemplatePrefixError, chat_example, promp
 from srlm_exp.models.tokenizer import ASSISTANT, CHAT_TEMPLATE, USER, train_tokenizer
 from srlm_exp.training.batching import collate_examples, length_grouped_batches
 from srlm_exp.world.grader import JUDGMENT_PHRASES, canonical_response, judgment, response_with_score
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 from srlm_exp.world.tasks import sample_task
+
+
+def n_response_tokens(example) -> int:
+    return sum(1 for x in example.labels if x != IGNORE_INDEX)
 
 
 def _world_texts(n: int, seed: int) -> list[tuple[str, str, str]]:
@@ -115,7 +119,7 @@ def test_chat_example_labels_only_the_response_and_eos(tok, k):
     assert ex.labels[-1] == ex.input_ids[-1] == tok.eos_token_id
     assert ex.input_ids.count(tok.eos_token_id) == 1
     assert tok.pad_token_id not in ex.input_ids
-    assert ex.n_response_tokens == len(ex.input_ids) - len(p)
+    assert n_response_tokens(ex) == len(ex.input_ids) - len(p)
     assert tok.decode(ex.input_ids[len(p):], skip_special_tokens=True) == response
 
 
@@ -123,7 +127,7 @@ def test_chat_example_truncates_the_response_not_the_prompt(tok):
     instruction, response = "Reverse the word c a t.", "The answer is t a c. " * 20
     p = prompt_ids(tok, instruction)
     ex = chat_example(tok, instruction, response, max_len=len(p) + 5)
-    assert len(ex.input_ids) == len(p) + 5 and ex.n_response_tokens == 5
+    assert len(ex.input_ids) == len(p) + 5 and n_response_tokens(ex) == 5
     assert ex.labels[: len(p)] == [IGNORE_INDEX] * len(p)
     with pytest.raises(ValueError, match="max_len"):
         chat_example(tok, instruction, response, max_len=len(p))
@@ -206,7 +210,7 @@ def test_collate_masks_padding_in_labels_and_attention(tok):
         assert batch["labels"][row, n:].tolist() == [IGNORE_INDEX] * (width - n)
         assert batch["attention_mask"][row, n:].tolist() == [0] * (width - n)
     assert int(batch["attention_mask"].sum()) == sum(lengths)
-    assert int((batch["labels"] != IGNORE_INDEX).sum()) == sum(e.n_response_tokens for e in examples)
+    assert int((batch["labels"] != IGNORE_INDEX).sum()) == sum(n_response_tokens(e) for e in examples)
 
 
 def test_length_grouped_batches_keep_buckets_apart_mix_within_and_cover_everything():

@@ -14,10 +14,10 @@ from conftest import TEST_ENV, compose, run_job
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
-from srlm_exp.generation.sampler import Sampling, sample, seed_sampling
 from srlm_exp.inference import vllm_engine
 from srlm_exp.inference.backend import generation_settings, use_generation
-from srlm_exp.inference.checkpoints import directory_of
+from srlm_exp.inference.sampler import Sampling, sample, seed_sampling
+from srlm_exp.models.checkpoints import directory_of
 from srlm_exp.models.gguf import convert
 from srlm_exp.models.loading import load_model, load_tokenizer, save_model
 from srlm_exp.models.shared_prefix import use_shared_prefix
@@ -79,7 +79,7 @@ def test_the_vllm_backend_refuses_a_model_without_a_directory(tiny_model_dir):
 
 @pytest.fixture
 def tiny_model_dir(tmp_path):
-    from srlm_exp.models.random_init import main as random_model
+    from srlm_exp.world.random_model import main as random_model
 
     out = tmp_path / "tiny"
     random_model(["--arch", "llama", "--out", str(out), "--layers", "1", "--hidden", "32", "--intermediate", "64"])

@@ -11,7 +11,7 @@ import pytest
 
 from srlm_exp.world.grader import (Grade, canonical_response, extract_answer, grade, grade_task, judgment, read_judgment,
                                    response_with_score)
-from srlm_exp.world.seed_data import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
+from srlm_exp.world.build import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
 from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
 
 
@@ -172,14 +172,14 @@ def test_read_judgment_checks_the_stated_answer_and_the_quoted_response():
 
 def test_judge_eval_reads_the_judgments_back(tmp_path):
     from srlm_exp.evaluation.judge_eval import judgment_reading
-    from srlm_exp.judging.records import Judgment
+    from srlm_exp.records import CandidateJudgments
     from srlm_exp.world.source import WorldSeedData
 
     world = WorldSeedData("world", 3, True, dict(SMALL.__dict__)).build(tmp_path)
     sets = world.judge_eval_sets()[:2]
     task = parse_instruction(sets[0]["instruction"])
-    right = [Judgment([judgment(task, r)], [0.0]) for r in sets[0]["responses"]]
-    wrong = [Judgment([f"The correct answer is zzz. The response says zzz, which is wrong. Score: 1"], [1.0])
+    right = [CandidateJudgments([judgment(task, r)], [0.0]) for r in sets[0]["responses"]]
+    wrong = [CandidateJudgments([f"The correct answer is zzz. The response says zzz, which is wrong. Score: 1"], [1.0])
              for _ in sets[1]["responses"]]
     quoted_right = sum(grade_task(task, r).score in (1, 2) for r in sets[0]["responses"])
     read = judgment_reading(world, sets, [right, wrong])

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import at_least, check, model_path_problem, sampling_problems
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 
 log = logging.getLogger(__name__)
 DISTILLED_FILE = "ift_distilled.jsonl"

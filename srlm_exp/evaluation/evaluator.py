@@ -19,7 +19,7 @@ from srlm_exp.evaluation.external import external_head_to_heads
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
-from srlm_exp.generation.sampler import Sampling, seed_sampling
+from srlm_exp.inference.sampler import Sampling, seed_sampling
 
 
 class Evaluator:

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 from srlm_exp.data.seed_data import JudgmentReader
 from srlm_exp.distributed import split_map
 from srlm_exp.evaluation.metrics import judge_metrics
-from srlm_exp.judging.records import parse_rate
+from srlm_exp.records import parse_rate
 
 
 def evaluate_judge(model, tokenizer, judge, seed_data, batch_size: int) -> dict[str, Any]:

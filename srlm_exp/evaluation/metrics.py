@@ -48,7 +48,7 @@ def judge_metrics(
     ranks, NaN judge scores ranked lowest, constant judge -> 0; averaged over prompts
     whose reference is not constant), five_best (of responses judged >= top_score, the
     share that are a reference-top response of their prompt; None if none judged so),
-    n_prompts, n_pairs. (The parse rate counts individual judgments: judging/records.py.) Undefined averages
+    n_prompts, n_pairs. (The parse rate counts individual judgments: records.py.) Undefined averages
     are None. Responses with a NaN reference score are ignored (no ground truth).
     """
     if len(judge_scores) != len(ref_scores):

@@ -7,7 +7,7 @@ from typing import Any
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.data.seed_data import Grade, GradeAccuracies, GroundTruth, SeedData
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 
 
 def policy_responses(model, tokenizer, instructions: list[str], sampling: Sampling, batch_size: int) -> list[str]:

@@ -21,10 +21,10 @@ from srlm_exp.data.seed_data import GroundTruth, SeedData
 from srlm_exp.distributed import is_main, rank, share_from_main, split_map, world_size
 from srlm_exp.generation.candidates import CandidateSampler
 from srlm_exp.generation.curriculum import Curriculum
-from srlm_exp.generation.sampler import seed_sampling
-from srlm_exp.judging.records import JudgedCandidate, PromptCandidates
+from srlm_exp.inference.sampler import seed_sampling
 from srlm_exp.pairs.build import PairRule, build_pairs
 from srlm_exp.phases import PhaseLog
+from srlm_exp.records import JudgedCandidate, PromptCandidates
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import at_least, check, model_path_problem, require, sampling_problems
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 
 
 POLICY = "policy"  # the source of the candidates M(t) samples itself

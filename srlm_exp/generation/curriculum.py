@@ -10,21 +10,16 @@ trains on, selected by their measured difficulty once their candidates are judge
 The selection is written to `curriculum.json` beside the candidates (prompt ids, how many were kept,
 the mean difficulty of the kept and of all prompts) and merged into stats.json, so it is logged per
 iteration; DPO's pairs come from the selected prompts only, and the trainers that learn from the
-candidates themselves read the same selection (`training_candidates`).
+candidates themselves read the same selection (`training/replay.py:training_candidates`).
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-from srlm_exp import layout
-from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import at_least, check, require
 from srlm_exp.data.seed_data import GroundTruth
-from srlm_exp.judging.records import PromptCandidates
-
+from srlm_exp.records import PromptCandidates, mean_or_none
 
 
 def score_spread(row: PromptCandidates) -> float:
@@ -37,11 +32,6 @@ def success_rate(row: PromptCandidates) -> float:
     """The share of graded candidates that are exactly right; NaN when none is graded."""
     graded = [c.gt_correct for c in row.candidates if c.gt_correct is not None]
     return sum(graded) / len(graded) if graded else math.nan
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    valid = [v for v in values if not math.isnan(v)]
-    return sum(valid) / len(valid) if valid else None
 
 
 class Curriculum:
@@ -63,10 +53,10 @@ class Curriculum:
         chosen = [k for k, v in enumerate(values) if not math.isnan(v) and self.keep(v)]
         if rows and not chosen:
             raise ValueError(f"curriculum {self.by}: none of the {len(rows)} prompts of this iteration passes "
-                             f"(mean difficulty {_mean(values)}); {self.widen}")
+                             f"(mean difficulty {mean_or_none(values)}); {self.widen}")
         report = {"by": self.by, "kept": len(chosen), "of": len(rows),
                   "selected_prompt_ids": [rows[k].prompt_id for k in chosen],
-                  "mean_kept": _mean([values[k] for k in chosen]), "mean_all": _mean(values)}
+                  "mean_kept": mean_or_none([values[k] for k in chosen]), "mean_all": mean_or_none(values)}
         return [rows[k] for k in chosen], report
 
 
@@ -103,13 +93,3 @@ class SuccessCurriculum(Curriculum):
 
     def keep(self, value: float) -> bool:
         return self.min_success <= value <= self.max_success
-
-
-def training_candidates(data_dir: Path) -> list[dict]:
-    """candidates.jsonl rows of the prompts the iteration's curriculum selected (all without one)."""
-    rows = read_jsonl(Path(data_dir) / layout.CANDIDATES)
-    chosen = Path(data_dir) / layout.CURRICULUM
-    if not chosen.exists():
-        return rows
-    ids = set(json.loads(chosen.read_text())["selected_prompt_ids"])
-    return [r for r in rows if r["prompt_id"] in ids]

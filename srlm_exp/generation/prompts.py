@@ -17,7 +17,7 @@ from srlm_exp.chat import prompt_ids, raw_prompt_ids
 from srlm_exp.checks import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
 from srlm_exp.data.seed_data import InstructionPool, SeedData
 from srlm_exp.generation.rouge import NoveltyFilter
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 from srlm_exp.models.loading import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)

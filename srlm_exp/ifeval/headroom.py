@@ -11,7 +11,6 @@ family) is in each model's `aift` stats and the report.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path

@@ -34,7 +34,7 @@ from srlm_exp.artifacts import read_jsonl, write_jsonl
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import Problem, at_least, check, require, sampling_problems
 from srlm_exp.data.seed_data import EFTJudgingTools, SeedData
-from srlm_exp.generation.sampler import Sampling, sample, seed_sampling
+from srlm_exp.inference.sampler import Sampling, sample, seed_sampling
 
 from .eft import eft_rows, graded_set, ift_rows, ranked_sets
 from .grader import IFGrade, grade, ifeval_metrics, judgment

@@ -1,5 +1,5 @@
 """Which engine generates: the job's `generation` settings (conf/config.yaml), set once per job like
-`shared_prefix`, and read by generation/sampler.py:sample on every call."""
+`shared_prefix`, and read by inference/sampler.py:sample on every call."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields

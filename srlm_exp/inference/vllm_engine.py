@@ -1,11 +1,11 @@
 """vLLM's offline engine as the generation backend (`generation.backend=vllm`).
 
 Iterations are offline: M(t) is a saved directory before anything generates with it, so the engine loads that
-directory (inference/checkpoints.py says which) and needs no weight syncing. One engine lives at a time; it is
+directory (models/checkpoints.py says which) and needs no weight syncing. One engine lives at a time; it is
 kept while the same model generates (AIFT data, then M(t)'s evaluation) and shut down before the next model is
 loaded or before training (`release_engine`), so training gets the memory back.
 
-Same semantics as the Hugging Face path (generation/sampler.py): prompts go in as token ids, output comes back
+Same semantics as the Hugging Face path (inference/sampler.py): prompts go in as token ids, output comes back
 as token ids decoded with the run's tokenizer (skip_special_tokens, stripped); temperature and top-p only
 (top-k only when the caller sets it); stop at the tokenizer's EOS and nowhere else (the model's
 generation_config is ignored); the budget counts new tokens. Sampled requests each get a seed drawn from

@@ -22,8 +22,9 @@ import torch
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import check, require
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import Judge, ScorerWithJudgePrompt
+from srlm_exp.judging.scorer import Scorer, flat_candidates, regrouped
+from srlm_exp.records import CandidateJudgments, mean_of_valid
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ class RuleJudge(Judge):
         if not yes or not no or yes[0] == no[0]:
             raise ValueError(f"rule judge {self.name}: {self.yes!r} and {self.no!r} must start with different tokens "
                              "in this tokenizer; set the component's yes/no words")
-        jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
-        prompts = [prompt_ids(tokenizer, self.render(instructions[p], candidates[p][c])) for p, c in jobs]
+        prompts = [prompt_ids(tokenizer, self.render(i, c)) for i, c in flat_candidates(instructions, candidates)]
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -71,21 +71,18 @@ class RuleJudge(Judge):
             two = torch.softmax(logits[:, [yes[0], no[0]]], dim=-1)
             probs += two[:, 0].cpu().tolist()
         model.train(was_training)
-        out: list[list[Judgment]] = [[Judgment() for _ in cands] for cands in candidates]
-        for (p, c), prob in zip(jobs, probs):
-            out[p][c].add(f"P(rule holds) = {prob:.3f}", prob)
-        return out
+        return regrouped(candidates, [[(f"P(rule holds) = {prob:.3f}", prob)] for prob in probs])
 
 
-class ResponseLength:
+class ResponseLength(Scorer):
     """The response's length in the policy's tokens (give it a negative weight: a length penalty)."""
 
     def judge_in_loop(self, policy, tokenizer, instructions, candidates, models, iteration, batch_size=32):
         lengths = [[len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in cands] for cands in candidates]
-        return [[Judgment([f"{n} tokens"], [float(n)]) for n in row] for row in lengths]
+        return [[CandidateJudgments([f"{n} tokens"], [float(n)]) for n in row] for row in lengths]
 
 
-class FormatCheck:
+class FormatCheck(Scorer):
     """1 when the whole response (stripped) matches `pattern`, else 0."""
 
     def __init__(self, pattern: str):
@@ -95,7 +92,7 @@ class FormatCheck:
             check(require(False, "pattern", f"is not a regular expression ({exc})", "write a Python regex"))
 
     def judge_in_loop(self, policy, tokenizer, instructions, candidates, models, iteration, batch_size=32):
-        return [[Judgment([f"format {'valid' if ok else 'invalid'}"], [1.0 if ok else 0.0])
+        return [[CandidateJudgments([f"format {'valid' if ok else 'invalid'}"], [1.0 if ok else 0.0])
                  for ok in (self.pattern.fullmatch(c.strip()) is not None for c in cands)] for cands in candidates]
 
 
@@ -109,21 +106,16 @@ def weighted_sum(scores: Mapping[str, float], weights: Mapping[str, float]) -> f
 def component_report(per_candidate: Sequence[Mapping[str, float]], weights: Mapping[str, float]) -> dict[str, dict]:
     """Each component's mean score and its share of the final score (mean |w x s| / sum of those)."""
     names = list(weights)
-    means = {k: _mean([c[k] for c in per_candidate]) for k in names}
-    contributions = {k: _mean([abs(weights[k] * c[k]) for c in per_candidate]) for k in names}
+    means = {k: mean_of_valid([c[k] for c in per_candidate]) for k in names}
+    contributions = {k: mean_of_valid([abs(weights[k] * c[k]) for c in per_candidate]) for k in names}
     total = sum(v for v in contributions.values() if not math.isnan(v))
     return {k: {"mean": means[k], "share": contributions[k] / total if total else math.nan} for k in names}
 
 
-def _mean(values: Sequence[float]) -> float:
-    valid = [v for v in values if not math.isnan(v)]
-    return sum(valid) / len(valid) if valid else math.nan
+class CompositeJudge(ScorerWithJudgePrompt):
+    """Its components score; the model is trained and evaluated with the prompt this extends."""
 
-
-class CompositeJudge(Judge):
-    uses_model = False  # its components judge; the model is trained and evaluated with the prompt this extends
-
-    def __init__(self, *args, components: Mapping[str, object], weights: Mapping[str, float], **kwargs):
+    def __init__(self, *args, components: Mapping[str, Scorer], weights: Mapping[str, float], **kwargs):
         super().__init__(*args, **kwargs)
         missing, extra = sorted(set(components) - set(weights)), sorted(set(weights) - set(components))
         check(require(not missing and not extra, "weights",
@@ -139,11 +131,8 @@ class CompositeJudge(Judge):
     def loop_report(self) -> dict | None:
         return {"components": self.last_report} if self.last_report else None
 
-    def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
-        raise TypeError(f"judge={self.name} combines components that judge in the loop (judge_in_loop)")
-
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         judged = {k: c.judge_in_loop(policy, tokenizer, instructions, candidates, models, iteration, batch_size=batch_size)
                   for k, c in self.components.items()}
         out, flat = [], []
@@ -154,7 +143,7 @@ class CompositeJudge(Judge):
                 flat.append(scores)
                 value = weighted_sum(scores, self.weights)
                 parts = " ".join(f"[{k}: {s:.3f} x {self.weights[k]:g}]" for k, s in scores.items())
-                row.append(Judgment([f"{parts} {self.score_marker} {value:.4f}"], [value]))
+                row.append(CandidateJudgments([f"{parts} {self.score_marker} {value:.4f}"], [value]))
             out.append(row)
         self.last_report = component_report(flat, self.weights)
         log.info("composite reward, AIFT(M%d): %s", iteration,

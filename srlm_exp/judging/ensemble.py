@@ -16,8 +16,9 @@ import statistics
 from typing import Mapping, Sequence
 
 from srlm_exp.checks import check, require
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import ScorerWithJudgePrompt
+from srlm_exp.judging.scorer import Scorer
+from srlm_exp.records import CandidateJudgments
 
 log = logging.getLogger(__name__)
 COMBINE = ("mean", "median")
@@ -38,10 +39,10 @@ def combine(scores: Sequence[float], how: str) -> tuple[float, float]:
     return value, statistics.pstdev(valid)
 
 
-class EnsembleJudge(Judge):
-    uses_model = False  # its members generate (or score); the model is trained and evaluated with this prompt
+class EnsembleJudge(ScorerWithJudgePrompt):
+    """Its members score (each any judge option); the model is trained and evaluated with the prompt this extends."""
 
-    def __init__(self, *args, members: Mapping[str, Judge], combine: str = "mean", **kwargs):
+    def __init__(self, *args, members: Mapping[str, Scorer], combine: str = "mean", **kwargs):
         super().__init__(*args, **kwargs)
         check(require(combine in COMBINE, "combine", f"is {combine!r}", f"choose one of {', '.join(COMBINE)}"),
               require(len(members) >= 2, "members", f"has {len(members)} judge(s)",
@@ -52,7 +53,7 @@ class EnsembleJudge(Judge):
     def loop_report(self) -> dict | None:
         return self.last_report
 
-    def _combined(self, per_member: dict[str, list[list[Judgment]]]) -> list[list[Judgment]]:
+    def _combined(self, per_member: dict[str, list[list[CandidateJudgments]]]) -> list[list[CandidateJudgments]]:
         names = list(per_member)
         first = per_member[names[0]]
         out, spreads = [], []
@@ -68,7 +69,7 @@ class EnsembleJudge(Judge):
                 if not math.isnan(spread):
                     spreads.append(spread)
                 text = f"{' '.join(parts)} {self.how} {value:.3f}, disagreement {spread:.3f}. {self.score_marker} {value:.3f}"
-                judged.append(Judgment([text], [value]))
+                judged.append(CandidateJudgments([text], [value]))
             out.append(judged)
         self.last_report = {"members": names, "mean_disagreement": statistics.fmean(spreads) if spreads else None}
         if spreads:
@@ -76,12 +77,8 @@ class EnsembleJudge(Judge):
                      ", ".join(names), statistics.fmean(spreads), self.low, self.high)
         return out
 
-    def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
-        return self._combined({name: m.judge(model, tokenizer, instructions, candidates, batch_size=batch_size,
-                                             desc=f"{desc} ({name})") for name, m in self.members.items()})
-
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         # Each member judges as it would alone: with the policy, its own judge model, or M(t-1).
         return self._combined({name: m.judge_in_loop(policy, tokenizer, instructions, candidates, models, iteration,
                                                      batch_size=batch_size) for name, m in self.members.items()})

@@ -12,9 +12,10 @@ from typing import Sequence
 
 from srlm_exp.chat import chat_example
 from srlm_exp.checks import check, positive
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import ScorerWithJudgePrompt
+from srlm_exp.judging.scorer import flat_candidates, regrouped
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.records import CandidateJudgments
 from srlm_exp.training.base import reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.shared_batches import response_logps
@@ -33,22 +34,18 @@ def summed_logps(model, examples, pad_id: int, batch_size: int) -> list[float]:
     return [lp for (lp,) in rows]
 
 
-class ImplicitRewardJudge(Judge):
-    uses_model = False  # generates no judgment (judge.model_path does not apply)
+class ImplicitRewardJudge(ScorerWithJudgePrompt):
+    """Scores in the loop only: it needs M(t-1) as well as M(t)."""
 
     def __init__(self, *args, beta: float = 0.1, **kwargs):
         check(positive(beta, "beta", "set beta > 0 (it scales the reward; the ranking does not depend on it)"))
         super().__init__(*args, **kwargs)
         self.beta = beta
 
-    def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
-        raise TypeError(f"judge={self.name} needs M(t-1) as well as M(t): it judges only in the loop (judge_in_loop)")
-
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         max_len = sequence_budget("auto", policy, "judge")
-        jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
-        examples = [chat_example(tokenizer, instructions[p], candidates[p][c], max_len, "judge") for p, c in jobs]
+        examples = [chat_example(tokenizer, i, c, max_len, "judge") for i, c in flat_candidates(instructions, candidates)]
         policy_lp = summed_logps(policy, examples, tokenizer.pad_token_id, batch_size)
         reference = models.load(iteration - 1)
         try:
@@ -56,7 +53,6 @@ class ImplicitRewardJudge(Judge):
         finally:
             models.release(reference)
         rewards = implicit_rewards(policy_lp, reference_lp, self.beta)
-        out: list[list[Judgment]] = [[Judgment() for _ in cands] for cands in candidates]
-        for (p, c), lp, ref, r in zip(jobs, policy_lp, reference_lp, rewards):
-            out[p][c].add(f"implicit reward: {self.beta} * ({lp:.3f} - {ref:.3f}) = {r:.4f}. {self.score_marker} {r:.4f}", r)
-        return out
+        return regrouped(candidates, [[(f"implicit reward: {self.beta} * ({lp:.3f} - {ref:.3f}) = {r:.4f}. "
+                                        f"{self.score_marker} {r:.4f}", r)]
+                                      for lp, ref, r in zip(policy_lp, reference_lp, rewards)])

@@ -1,8 +1,10 @@
 """LLM-as-a-Judge: one class renders and parses for every pointwise judge prompt.
 
-A judge option (conf/judge/*.yaml) is data: its template, score range and score marker. Scores are
-parsed from the judgment's new tokens only; an unparseable or out-of-range judgment is missing (NaN),
-never a number, and a candidate's score is the mean of its valid judgments (judging/records.py).
+A judge prompt (conf/judge/additive5.yaml, holistic5.yaml, ...) is data: its template, score range and score
+marker. Scores are parsed from the judgment's new tokens only; an unparseable or out-of-range judgment is
+missing (NaN), never a number, and a candidate's score is the mean of its valid judgments (records.py).
+A judge prompt is one kind of scorer (scorer.py); the options that score otherwise extend one
+(`ScorerWithJudgePrompt`): the model learns and is evaluated with that prompt.
 """
 from __future__ import annotations
 
@@ -11,20 +13,20 @@ from typing import ClassVar, Sequence
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import at_least, check, model_path_problem, require, sampling_problems
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 from srlm_exp.judging.parsing import parse_score
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.scorer import Scorer, flat_candidates, regrouped
+from srlm_exp.records import CandidateJudgments
 
 
 class JudgeTemplateError(ValueError):
     pass
 
 
-class Judge:
-    """A pointwise judge: fills the template with (instruction, response), samples K judgments."""
+class Judge(Scorer):
+    """A pointwise judge prompt: fills the template with (instruction, response), samples K judgments."""
 
     required_placeholders: ClassVar[tuple[str, ...]] = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>")
-    uses_model: ClassVar[bool] = True
     # Its judgments follow the seed data's EFT judgments (what the seed data can read back: JudgmentReader).
     writes_seed_judgments: ClassVar[bool] = True
 
@@ -52,8 +54,6 @@ class Judge:
                       "score_range", f"is {list(score_range)!r}, must be [low, high] with low < high",
                       "set score_range=[0,5] (the additive rubric)"),
               *sampling_problems(temperature, top_p, max_new_tokens),
-              require(model_path is None or self.uses_model, "model_path", f"is {model_path!r}, but {name} judges "
-                      "without a model", "set model_path=null, or choose a judge prompt (e.g. judge=additive5)"),
               model_path_problem(model_path, "model_path") if model_path is not None else None)
         self.model_path = None if model_path is None else str(model_path)
         self.name = name
@@ -91,20 +91,15 @@ class Judge:
 
     # --- judging ---------------------------------------------------------------------------
     def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-              batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
+              batch_size: int = 32, desc: str = "judge") -> list[list[CandidateJudgments]]:
         """Judge every candidate of every instruction K times in batched generation (each judge prompt is
         read once for its K judgments, the rubric once for all)."""
-        jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
-        prompts = [prompt_ids(tokenizer, self.render(instructions[p], candidates[p][c])) for p, c in jobs]
+        prompts = [prompt_ids(tokenizer, self.render(i, c)) for i, c in flat_candidates(instructions, candidates)]
         texts = sample(model, tokenizer, prompts, self.sampling, n=self.num_judgments, batch_size=batch_size, desc=desc)
-        out = [[Judgment() for _ in cands] for cands in candidates]
-        for (p, c), judgments in zip(jobs, texts):
-            for t in judgments:
-                out[p][c].add(t, self.parse(t))
-        return out
+        return regrouped(candidates, [[(t, self.parse(t)) for t in judgments] for judgments in texts])
 
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         """Judge AIFT(M(t)) candidates (t = `iteration`): with the policy itself, as the paper does, or with
         the frozen judge model at `model_path` and its own tokenizer (a teacher, as in Zephyr's AIF).
         `models` is the run's ModelStore (judges that need other models load them through it)."""
@@ -117,15 +112,25 @@ class Judge:
         finally:
             models.release(teacher)
 
-    def loop_report(self) -> dict | None:
-        """What this judge reports about its last judge_in_loop call (components, disagreement), or None."""
-        return None
-
     def model_judge(self) -> "Judge":
-        """The judge with which the model itself is trained (EFT) and evaluated as a judge: this one, or, for
-        an option that scores candidates without generating judgments (oracle, self-consistency, implicit
-        reward), the judge prompt that option extends."""
-        if self.uses_model:
-            return self
-        return Judge(self.name, self.template, self.score_marker, (self.low, self.high), self.num_judgments,
-                     self.sampling.temperature, self.sampling.top_p, self.sampling.max_new_tokens)
+        """The judge prompt the model learns (EFT) and is evaluated with: this one."""
+        return self
+
+
+class ScorerWithJudgePrompt(Scorer):
+    """A judge option that scores without being a judge prompt (oracle, self-consistency, implicit reward,
+    reward model, ensemble, composite), extending one: the model is still trained (EFT) and evaluated as a
+    judge with `prompt`, built from the option's prompt keys (template, score range, sampling). Its own
+    scores use the prompt's range and marker."""
+
+    def __init__(self, name: str, template: str, score_marker: str = "Score:", score_range: Sequence[float] = (0, 5),
+                 num_judgments: int = 3, temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 40,
+                 model_path: str | None = None):
+        check(require(model_path is None, "model_path", f"is {model_path!r}, but {name} judges without a model",
+                      "set model_path=null, or choose a judge prompt (e.g. judge=additive5)"))
+        self.name = name
+        self.prompt = Judge(name, template, score_marker, score_range, num_judgments, temperature, top_p, max_new_tokens)
+        self.score_marker, self.low, self.high = self.prompt.score_marker, self.prompt.low, self.prompt.high
+
+    def model_judge(self) -> Judge:
+        return self.prompt

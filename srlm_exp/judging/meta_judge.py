@@ -30,9 +30,9 @@ from typing import Any, Sequence
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import Problem, at_least, check, require, sampling_problems
-from srlm_exp.generation.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Sampling, sample
 from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import PromptCandidates, merge_identical
+from srlm_exp.records import PromptCandidates, mean_or_none, merge_identical
 from srlm_exp.training.dpo import DPOStage
 
 PLACEHOLDERS = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>", "<JUDGMENT_A_HERE>", "<JUDGMENT_B_HERE>")
@@ -241,17 +241,13 @@ class MetaJudge:
             "parse_rate": len(parsed) / len(verdicts) if verdicts else None,
             "first_position_wins": sum(v == "A" for v in parsed) / len(parsed) if parsed else None,
             "position_weights": list(weights), "pairs": len(pairs), "dropped": dropped,
-            "chosen_score": _mean([p["chosen_score"] for p in pairs]),
-            "rejected_score": _mean([p["rejected_score"] for p in pairs]),
+            "chosen_score": mean_or_none([p["chosen_score"] for p in pairs]),
+            "rejected_score": mean_or_none([p["rejected_score"] for p in pairs]),
         }
         if closer:  # graded responses: is the preferred judgment's score nearer the truth than the rejected's?
             stats["chosen_closer_to_truth"] = sum(closer) / len(closer)
             stats["graded_pairs_with_a_difference"] = len(closer)
         return pairs, records, stats
-
-
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def meta_judge_problems(meta_judge, judge, train_stage) -> list[Problem | None]:

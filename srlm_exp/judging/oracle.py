@@ -6,20 +6,23 @@ import math
 from typing import ClassVar, Sequence
 
 from srlm_exp.data.seed_data import GroundTruth
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import ScorerWithJudgePrompt
+from srlm_exp.records import CandidateJudgments
 
 
-class OracleJudge(Judge):
-    uses_model = False
+class OracleJudge(ScorerWithJudgePrompt):
     requires: ClassVar[tuple[type, ...]] = (GroundTruth,)
 
     def __init__(self, *args, ground_truth: GroundTruth, **kwargs):
         super().__init__(*args, **kwargs)
         self.ground_truth = ground_truth
 
-    def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-              batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
+    def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
+        return self.scores(instructions, candidates)
+
+    def scores(self, instructions: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[list[CandidateJudgments]]:
+        """The grader's score of every candidate (no model)."""
         out = []
         for instruction, cands in zip(instructions, candidates):
             row = []
@@ -27,6 +30,6 @@ class OracleJudge(Judge):
                 g = self.ground_truth.grade(instruction, response)
                 # Ungradable instructions (outside the grader's tasks) are missing, not scored.
                 text = "oracle: ungradable" if g is None else f"oracle: {self.score_marker} {g.score}"
-                row.append(Judgment([text], [math.nan if g is None else float(g.score)]))
+                row.append(CandidateJudgments([text], [math.nan if g is None else float(g.score)]))
             out.append(row)
         return out

@@ -1,7 +1,7 @@
 """RLAIF-style pairwise judge: "which of two responses is better", asked in both orders to cancel
 position bias. Each order's verdict is one judgment of each of the two candidates: 5 for the one it
 prefers, 0 for the other, missing (NaN) when it did not parse. A candidate's score is then the mean
-of its valid judgments, like every judge's (judging/records.py): its share of wins against the
+of its valid judgments, like every judge's (records.py): its share of wins against the
 prompt's other candidates scaled to 0-5, a disagreement between the two orders counting as a tie."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import re
 from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
-from srlm_exp.generation.sampler import sample
+from srlm_exp.inference.sampler import sample
 from srlm_exp.judging.judge import Judge
 from srlm_exp.judging.parsing import parse_preference
-from srlm_exp.judging.records import Judgment
+from srlm_exp.records import CandidateJudgments
 
 SCALE = 5.0
 
@@ -87,14 +87,14 @@ class PairwiseJudge(Judge):
                 for t1, t2 in self.compare_texts(model, tokenizer, triples, batch_size, desc)]
 
     def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-              batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
+              batch_size: int = 32, desc: str = "judge") -> list[list[CandidateJudgments]]:
         index, triples = [], []
         for p, cands in enumerate(candidates):
             for i in range(len(cands)):
                 for j in range(i + 1, len(cands)):
                     index.append((p, i, j))
                     triples.append((instructions[p], cands[i], cands[j]))
-        out = [[Judgment() for _ in c] for c in candidates]
+        out = [[CandidateJudgments() for _ in c] for c in candidates]
         for (p, i, j), (t1, t2) in zip(index, self.compare_texts(model, tokenizer, triples, batch_size, desc)):
             for text, first_is_a in ((t1, True), (t2, False)):
                 score_i, score_j = verdict_scores(self.preference(text), first_is_a)

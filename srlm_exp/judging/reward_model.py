@@ -3,17 +3,13 @@ once, before the loop's first judging, on ranked response sets, then frozen (or,
 `retrain_each_iteration`, trained further before each later iteration on the previous AIFT candidates
 ranked by the world's grader, the analogue of InstructGPT's new comparisons).
 
-Training follows InstructGPT: all C(K,2) pairs of one prompt's K ranked responses are in the same batch
-(ties dropped), each response forwarded once, and the loss is -mean log sigmoid(r_w - r_l) over the
-pairs. The backbone starts from M1 (or M0, `init`); the reward is the head applied to the last layer's
-hidden state at the response's last token (EOS). The model directory keeps the backbone as a plain
-Hugging Face model and the head beside it (`reward_head.pt`), so the backbone loads like any M(t).
+The backbone starts from M1 (or M0, `init`); the network, its loss (InstructGPT's, over every differently-
+ranked pair of a set) and its fit are `training/reward_model.py`.
 
 Its quality on the held-out ranked sets is reported with the same Table-4 metrics as the model-as-judge
 (`quality.json` in the reward model's directory, the log, and `judge_report` in stats and the summary).
-It is trained by a plain optimisation loop on rank 0 (once, before it is frozen; the other ranks wait
-and load it), not by a Lightning fit. The policy is still trained (EFT) and
-evaluated as a judge with the prompt this option extends.
+It is trained on rank 0 (once, before it is frozen; the other ranks wait and load it). The policy is still
+trained (EFT) and evaluated as a judge with the prompt this option extends.
 """
 from __future__ import annotations
 
@@ -24,77 +20,30 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from srlm_exp import distributed
 from srlm_exp import layout
-from srlm_exp.artifacts import atomic_path, read_jsonl, write_json
+from srlm_exp.artifacts import read_jsonl, write_json
 from srlm_exp.chat import chat_example
 from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.data.seed_data import GroundTruth, RankedResponses
 from srlm_exp.evaluation.metrics import judge_metrics
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import ScorerWithJudgePrompt
+from srlm_exp.judging.scorer import flat_candidates, regrouped
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.models.loading import is_model_dir, load_model, release
+from srlm_exp.models.loading import is_model_dir, release
+from srlm_exp.records import CandidateJudgments
 from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.reward_model import RewardModel, fit_reward_model
 
 log = logging.getLogger(__name__)
 INITS = ("m0", "m1")
-HEAD_FILE = "reward_head.pt"
 QUALITY_FILE = "quality.json"  # held-out ranking quality, beside the head
 
 
-def ranked_pairs(groups: Sequence[int], scores: Sequence[float]) -> list[tuple[int, int]]:
-    """(winner, loser) indices of every pair of rows of the same group with different scores."""
-    n = len(groups)
-    return [(i, j) for i in range(n) for j in range(n) if groups[i] == groups[j] and scores[i] > scores[j]]
+class RewardModelJudge(ScorerWithJudgePrompt):
+    """Scores in the loop only, with its trained reward model; the policy is evaluated with the prompt this extends."""
 
-
-def ranked_pair_loss(rewards: torch.Tensor, groups: Sequence[int], scores: Sequence[float]) -> torch.Tensor:
-    """-mean log sigmoid(r_w - r_l) over every differently-ranked pair within a group (ties dropped)."""
-    pairs = ranked_pairs(groups, scores)
-    if not pairs:
-        raise ValueError("no differently-ranked pair in the batch: every group is a tie")
-    winners = torch.tensor([w for w, _ in pairs], device=rewards.device)
-    losers = torch.tensor([l for _, l in pairs], device=rewards.device)
-    return -F.logsigmoid(rewards[winners] - rewards[losers]).mean()
-
-
-class RewardModel(nn.Module):
-    """A causal LM's last hidden state at the last real token, through a linear head, as one number."""
-
-    def __init__(self, backbone):
-        super().__init__()
-        self.backbone = backbone
-        width = backbone.get_input_embeddings().embedding_dim
-        self.head = nn.Linear(width, 1)
-        nn.init.normal_(self.head.weight, std=1.0 / (width + 1) ** 0.5)
-        nn.init.zeros_(self.head.bias)
-        self.head.to(next(backbone.parameters()).device)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
-                               output_hidden_states=True).hidden_states[-1]
-        last = attention_mask.sum(dim=1) - 1  # rows are right-padded
-        return self.head(hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()).squeeze(-1)
-
-    def save(self, out_dir: Path, tokenizer) -> None:
-        with atomic_path(out_dir) as tmp:
-            self.backbone.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            torch.save(self.head.state_dict(), tmp / HEAD_FILE)
-
-    @classmethod
-    def load(cls, path: Path, tokenizer, device) -> "RewardModel":
-        model = cls(load_model(path, tokenizer).to(device))
-        model.head.load_state_dict(torch.load(path / HEAD_FILE, map_location=device))
-        return model.eval()
-
-
-class RewardModelJudge(Judge):
-    uses_model = False  # scores without generating; the policy is evaluated with the prompt this extends
     requires: ClassVar[tuple[type, ...]] = (RankedResponses,)
 
     def __init__(self, *args, ranked_data: RankedResponses, init: str = "m1", lr: float = 1e-4, epochs: int = 1,
@@ -113,17 +62,7 @@ class RewardModelJudge(Judge):
         """The held-out Table-4 metrics of the reward model that judged (into stats and the summary)."""
         return {"reward_model_quality": self.last_quality} if self.last_quality else None
 
-    def judge(self, model, tokenizer, instructions, candidates, batch_size: int = 32, desc: str = "judge"):
-        raise TypeError(f"judge={self.name} scores with its trained reward model: it judges only in the loop (judge_in_loop)")
-
     # --- training (once per job, before the first judging) ---------------------------------------
-    def _examples(self, tokenizer, sets: Sequence[dict], max_len: int):
-        rows = []
-        for g, s in enumerate(sets):
-            for response, score in zip(s["responses"], s["scores"]):
-                rows.append((chat_example(tokenizer, s["instruction"], response, max_len, "judge"), g, float(score)))
-        return rows
-
     def train(self, models) -> Path:
         """Train the reward model into `<run>/reward_model` (read back when it exists); return its directory."""
         out = models.run_dir / "reward_model"
@@ -148,30 +87,15 @@ class RewardModelJudge(Judge):
                       f"from the reward model of AIFT(M{iteration - 1}) on its grader-ranked candidates")
         return out
 
-    def _fit(self, reward_model: "RewardModel", tokenizer, sets: Sequence[dict], out: Path, what: str) -> None:
-        """Train on the differently-ranked sets (all C(K,2) pairs of a set in its batch), report the held-out
-        quality, save to `out`, and free the model."""
+    def _fit(self, reward_model: RewardModel, tokenizer, sets: Sequence[dict], out: Path, what: str) -> None:
+        """Train on the differently-ranked sets (training/reward_model.py), report the held-out quality, save to
+        `out`, and free the model."""
         sets = [s for s in sets if len(set(s["scores"])) > 1]
         if not sets:
             raise ValueError(f"reward model {what}: every ranked set is a tie (or has < 2 responses): nothing to train on")
-        reward_model.train()
         max_len = sequence_budget("auto", reward_model.backbone, "judge")
-        optimizer = torch.optim.AdamW(reward_model.parameters(), lr=self.lr)
-        device = next(reward_model.parameters()).device
-        order = list(range(len(sets)))
-        rng, losses = random.Random(f"reward-model:{what}"), []
-        for _ in range(self.epochs):
-            rng.shuffle(order)
-            for s in range(0, len(order), self.sets_per_batch):
-                rows = self._examples(tokenizer, [sets[i] for i in order[s : s + self.sets_per_batch]], max_len)
-                batch = {k: v.to(device) for k, v in collate_examples([r[0] for r in rows], tokenizer.pad_token_id).items()}
-                loss = ranked_pair_loss(reward_model(batch["input_ids"], batch["attention_mask"]),
-                                        [r[1] for r in rows], [r[2] for r in rows])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-        reward_model.eval()
+        losses = fit_reward_model(reward_model, tokenizer, sets, max_len, self.lr, self.epochs, self.sets_per_batch,
+                                  random.Random(f"reward-model:{what}"))
         quality = self._quality(reward_model, tokenizer, max_len)
         quality.update(steps=len(losses), sets=len(sets), first_loss=losses[0],
                        last_loss=sum(losses[-20:]) / len(losses[-20:]))
@@ -202,7 +126,7 @@ class RewardModelJudge(Judge):
 
     # --- judging ---------------------------------------------------------------------------------
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-                      models, iteration: int, batch_size: int = 32) -> list[list[Judgment]]:
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         path = distributed.share_from_main(lambda: self.train(models))
         if self.retrain_each_iteration and iteration >= 2:
             for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
@@ -211,12 +135,9 @@ class RewardModelJudge(Judge):
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:
             max_len = sequence_budget("auto", policy, "judge")
-            jobs = [(p, c) for p, cands in enumerate(candidates) for c in range(len(cands))]
-            rewards = self._rewards(reward_model, [chat_example(tokenizer, instructions[p], candidates[p][c], max_len, "judge")
-                                                   for p, c in jobs], tokenizer.pad_token_id, batch_size)
+            rewards = self._rewards(reward_model, [chat_example(tokenizer, i, c, max_len, "judge")
+                                                   for i, c in flat_candidates(instructions, candidates)],
+                                    tokenizer.pad_token_id, batch_size)
         finally:
             models.release(reward_model)
-        out: list[list[Judgment]] = [[Judgment() for _ in cands] for cands in candidates]
-        for (p, c), r in zip(jobs, rewards):
-            out[p][c].add(f"reward model: {self.score_marker} {r:.4f}", r)
-        return out
+        return regrouped(candidates, [[(f"reward model: {self.score_marker} {r:.4f}", r)] for r in rewards])

@@ -13,8 +13,8 @@ import re
 from typing import Sequence
 
 from srlm_exp.checks import check, require
-from srlm_exp.judging.judge import Judge
-from srlm_exp.judging.records import Judgment
+from srlm_exp.judging.judge import ScorerWithJudgePrompt
+from srlm_exp.records import CandidateJudgments
 
 
 def normalized_answer(text: str, pattern: re.Pattern[str] | None = None) -> str:
@@ -32,8 +32,7 @@ def agreement_scores(answers: Sequence[str], low: float, high: float) -> list[fl
     return [low + (high - low) * (sum(b == a for b in answers) - 1) / (n - 1) for a in answers]
 
 
-class SelfConsistencyJudge(Judge):
-    uses_model = False
+class SelfConsistencyJudge(ScorerWithJudgePrompt):
 
     def __init__(self, *args, answer_pattern: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,12 +43,16 @@ class SelfConsistencyJudge(Judge):
             check(require(False, "answer_pattern", f"is not a regular expression ({exc})",
                           "set answer_pattern=null (whole responses) or a regex whose first group is the answer"))
 
-    def judge(self, model, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
-              batch_size: int = 32, desc: str = "judge") -> list[list[Judgment]]:
+    def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
+                      models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
+        return self.scores(candidates)
+
+    def scores(self, candidates: Sequence[Sequence[str]]) -> list[list[CandidateJudgments]]:
+        """Each candidate's agreement with the other candidates of its prompt (no model)."""
         out = []
         for cands in candidates:
             answers = [normalized_answer(c, self.answer_pattern) for c in cands]
             scores = agreement_scores(answers, self.low, self.high)
-            out.append([Judgment([f"self-consistency: {sum(b == a for b in answers) - 1} of {len(answers) - 1} others "
+            out.append([CandidateJudgments([f"self-consistency: {sum(b == a for b in answers) - 1} of {len(answers) - 1} others "
                                   f"agree. {self.score_marker} {s:.2f}"], [s]) for a, s in zip(answers, scores)])
         return out

@@ -84,8 +84,8 @@ def context_problems(cfg: DictConfig, judge: Any, model_source: Any) -> list[Pro
         if isinstance(value, int) and value >= context:
             out.append(Problem(key, f"is {value}, leaving no room for a prompt in the {context} positions of {name}",
                                f"set {key} well below {context}"))
-    model_judge = judge.model_judge() if judge is not None and hasattr(judge, "model_judge") else None
-    if model_judge is not None and getattr(model_judge, "uses_model", False):
+    model_judge = judge.model_judge() if judge is not None else None  # the prompt the model learns and answers
+    if model_judge is not None:
         fixed = model_judge.template
         for placeholder in model_judge.required_placeholders:
             fixed = fixed.replace(placeholder, "")

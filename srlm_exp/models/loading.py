@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from srlm_exp.artifacts import atomic_path
-from srlm_exp.inference.checkpoints import forget_directory, remember_directory
+from srlm_exp.models.checkpoints import forget_directory, remember_directory
 from srlm_exp.models.lora import apply_lora, merged_copy_if_lora
 
 

@@ -1,5 +1,6 @@
-"""Where M0 comes from (conf/model/*.yaml): the embedded tiny model, any Hugging Face checkpoint, or a GGUF
-file (a path, or one a Python package ships) converted once into a plain checkpoint.
+"""Where M0 comes from (conf/model/*.yaml): any Hugging Face checkpoint, or a GGUF file (a path, or one a
+Python package ships) converted once into a plain checkpoint. The embedded tiny model is pretrained, so its
+source is `training/pretrain.py:TinyWorldModel`.
 
 A source gives the loop M0's directory (`m0`) and, where it can without building anything, the directory it
 will give (`checkpoint_dir`), so that the model's context is checked with the config before a run starts."""
@@ -11,22 +12,8 @@ from typing import ClassVar
 
 from srlm_exp import distributed
 from srlm_exp.checks import Problem, check, require
-from srlm_exp.data.seed_data import PretrainingCorpus
 from srlm_exp.models import gguf as gguf_files  # the module, so a test can stand in for the gguf package
 from srlm_exp.models.loading import is_model_dir
-from srlm_exp.models.tiny import build_m0
-
-
-class TinyWorldModel:
-    """Build (or reuse from cache) a tiny Llama pretrained on the seed data's corpus."""
-
-    requires: ClassVar[tuple[type, ...]] = (PretrainingCorpus,)
-
-    def m0(self, model_cfg, seed_data: PretrainingCorpus, cache_dir: str | Path, trainer_cfg, seed: int) -> str:
-        return str(build_m0(model_cfg, seed_data, cache_dir, trainer_cfg, seed))
-
-    def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
-        return None  # built from the seed data: nothing to read before the run
 
 
 class PretrainedModel:

@@ -8,25 +8,16 @@ from collections import Counter
 from typing import Any, Callable, Sequence
 
 from srlm_exp.evaluation.metrics import pearson
-from srlm_exp.judging.records import JudgedCandidate, PromptCandidates, merge_identical
 from srlm_exp.pairs.rules import PairChoice, summarize_drops
+from srlm_exp.records import JudgedCandidate, PromptCandidates, mean_or_none, merge_identical
 
 PairRule = Callable[[Sequence[float], Sequence[int], random.Random], PairChoice]
 
 
-def ranked(row: PromptCandidates) -> list[JudgedCandidate]:
-    """A prompt's distinct candidates with their pooled judgments (the ranking's input, in sample order)."""
-    return merge_identical(row.candidates)
-
-
 def top_candidate(row: PromptCandidates) -> JudgedCandidate | None:
     """The highest-scored distinct candidate (the first sampled among equals); None if none has a score."""
-    scored = [c for c in ranked(row) if not math.isnan(c.score)]
+    scored = [c for c in merge_identical(row.candidates) if not math.isnan(c.score)]
     return max(scored, key=lambda c: c.score) if scored else None
-
-
-def _mean(xs: Sequence[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
 
 
 def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Random) -> tuple[list[dict], dict[str, Any]]:
@@ -37,7 +28,7 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
     truth, whether the self-judge tracks it (`reward_watch`)."""
     pairs, choices, all_scores, self_scores, gt_scores = [], [], [], [], []
     for row in rows:
-        cands = ranked(row)
+        cands = merge_identical(row.candidates)
         scores = [c.score for c in cands]
         choice = rule(scores, [c.length for c in cands], rng)
         choices.append(choice)
@@ -58,13 +49,13 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
     stats: dict[str, Any] = {
         "pairs": {"n": len(pairs), "tie_rate": drops.get("tie", 0) / max(1, len(rows)), "dropped": drops,
                   "prompts": len(rows)},
-        "generated": {"parse_rate": _mean([r.parse_rate for r in rows]), "score_hist": dict(sorted(hist.items())),
-                      "chosen_len": _mean([p["chosen_length"] for p in pairs]),
-                      "rejected_len": _mean([p["rejected_length"] for p in pairs])},
+        "generated": {"parse_rate": mean_or_none([r.parse_rate for r in rows]), "score_hist": dict(sorted(hist.items())),
+                      "chosen_len": mean_or_none([p["chosen_length"] for p in pairs]),
+                      "rejected_len": mean_or_none([p["rejected_length"] for p in pairs])},
     }
     if gt_scores:
         # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
-        stats["reward_watch"] = {"self_mean": _mean(self_scores), "gt_mean": _mean(gt_scores),
+        stats["reward_watch"] = {"self_mean": mean_or_none(self_scores), "gt_mean": mean_or_none(gt_scores),
                                  "corr": pearson(self_scores, gt_scores), "n": len(gt_scores)}
     if any(row.graded for row in rows):
         stats["gen_verif"] = generation_verification(rows)
@@ -84,10 +75,10 @@ def generation_verification(rows: Sequence[PromptCandidates]) -> dict[str, Any]:
     def summarize(group: Sequence[PromptCandidates]) -> dict[str, Any]:
         cands = [c for r in group for c in r.candidates if c.gt_correct is not None]
         picks = [(top, [bool(c.gt_correct) for c in r.candidates]) for r in group if (top := top_candidate(r)) is not None]
-        return {"prompts": len(group), "sampled_exact": _mean([float(bool(c.gt_correct)) for c in cands]),
-                "judge_pick_exact": _mean([float(bool(top.gt_correct)) for top, _ in picks]),
-                "random_pick_exact": _mean([sum(correct) / len(correct) for _, correct in picks]),
-                "best_pick_exact": _mean([float(any(correct)) for _, correct in picks])}
+        return {"prompts": len(group), "sampled_exact": mean_or_none([float(bool(c.gt_correct)) for c in cands]),
+                "judge_pick_exact": mean_or_none([float(bool(top.gt_correct)) for top, _ in picks]),
+                "random_pick_exact": mean_or_none([sum(correct) / len(correct) for _, correct in picks]),
+                "best_pick_exact": mean_or_none([float(any(correct)) for _, correct in picks])}
 
     known = [r for r in rows if r.family is not None]
     families = sorted({r.family for r in known})

@@ -12,7 +12,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 # Averaged judge scores (K=3) are thirds; compare thresholds with a little slack so
 # 4.333.. - 3.333.. still clears a margin of 1.
@@ -111,14 +111,6 @@ def length_control(scores: Sequence[float], lengths: Sequence[int], rng: random.
     r_key = max((lengths[i], -scores[i]) for i in bottom)
     rejected = rng.choice([i for i in bottom if (lengths[i], -scores[i]) == r_key])
     return PairChoice([(chosen, rejected)], None)
-
-
-RULES: dict[str, Callable[..., PairChoice]] = {
-    "best_vs_worst": best_vs_worst,
-    "best_vs_random": best_vs_random,
-    "all_pairs": all_pairs,
-    "length_control": length_control,
-}
 
 
 def summarize_drops(choices: list[PairChoice]) -> dict[str, int]:

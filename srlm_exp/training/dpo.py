@@ -15,19 +15,18 @@ from torch.utils.data import DataLoader
 
 from srlm_exp import layout
 from srlm_exp.chat import chat_example
-from srlm_exp.checks import at_least, check, positive, require, training_problems
+from srlm_exp.checks import check, positive, require
 from srlm_exp.distributed import split_map
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples, length_grouped_batches
 from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss
-from srlm_exp.training.replay import replay_share_problem, with_replay
+from srlm_exp.training.replay import with_replay
 from srlm_exp.training.shared_batches import collate_pairs_with_prompts, response_logps
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.stage import StageInputs, StageSettings
 
 log = logging.getLogger(__name__)
-REFERENCES = ("previous", "m1")
 
 
 class NotEnoughPairsError(RuntimeError):
@@ -108,7 +107,7 @@ class DPOModule(PolicyModule):
 
 
 
-class DPOStage:
+class DPOStage(StageSettings):
     """Builds DPO data from pairs.jsonl (and a meta-judge's judge_pairs.jsonl), computes reference log-probs,
     and fits the policy."""
 
@@ -116,19 +115,15 @@ class DPOStage:
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
                  batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0,
                  nll_weight: float = 0.0, replay_share: float = 0.0):
-        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
-                      f"choose one of {', '.join(REFERENCES)} (previous = M(t) as in the paper, m1 = fixed M1)"),
+        check(self.reference_setting(reference),
               require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"),
-              replay_share_problem(replay_share),
               require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"),
               # beta = 0 makes the loss a constant (log 2 for sigmoid): nothing would be learned.
               positive(beta, "beta", "set beta > 0 (the paper's DPO: 0.1)"),
-              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
-              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len))
-        self.nll_weight, self.replay_share = nll_weight, replay_share
-        self.name, self.loss_type, self.beta, self.reference = name, loss_type, beta, reference
-        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
-        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+              *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
+              *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+        self.name, self.loss_type, self.beta, self.nll_weight = name, loss_type, beta, nll_weight
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tokenizer, t = inputs.tokenizer, inputs.iteration
@@ -147,18 +142,16 @@ class DPOStage:
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len"),
                   "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], max_len, "train.max_len")}
                  for r in rows + judge_rows]
-        ref_model = model if self.reference == "previous" else inputs.load_model(1)
         shared = available(model, "DPO", training=True)  # each pair's prompt forwarded once for chosen and rejected
+        with self.reference_model(model, inputs) as ref_model:
 
-        def reference(part: list[dict]) -> list[tuple[float, float]]:
-            compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, self.loss_type, shared)
-            return [(i["ref_chosen"], i["ref_rejected"]) for i in part]
+            def reference(part: list[dict]) -> list[tuple[float, float]]:
+                compute_reference_logps(ref_model, part, tokenizer.pad_token_id, self.batch_size, self.loss_type, shared)
+                return [(i["ref_chosen"], i["ref_rejected"]) for i in part]
 
-        # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
-        for item, (chosen, rejected) in zip(items, split_map(reference, items)):
-            item["ref_chosen"], item["ref_rejected"] = chosen, rejected
-        if ref_model is not model:
-            inputs.release(ref_model)  # one model in memory while fitting
+            # Split across ranks under DDP (the plain model, outside the fit: no collective inside).
+            for item, (chosen, rejected) in zip(items, split_map(reference, items)):
+                item["ref_chosen"], item["ref_rejected"] = chosen, rejected
         collate = partial(pair_batches, pad_id=tokenizer.pad_token_id, shared_prompts=shared)
         if judge_rows:  # judge prompts (~the rubric's length) in batches of their own: see judge_pairs_apart
             loader = DataLoader(judge_pairs_apart(items, self.batch_size, inputs.seed + t), batch_size=self.batch_size,
@@ -166,8 +159,8 @@ class DPOStage:
         else:
             loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
                                 collate_fn=collate)
-        module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, lr=self.lr, min_lr=self.min_lr,
-                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, nll_weight=self.nll_weight)
+        module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, nll_weight=self.nll_weight,
+                           **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         trained = {"pairs": len(rows), "replayed": replayed}
         if meta_judged:

@@ -14,26 +14,6 @@ def length_averaged(loss_type: str) -> bool:
     return loss_type == "ipo"
 
 
-def sequence_logps(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
-    """Sum of log-probs of the label tokens per sequence, shape (batch,).
-
-    logits: (batch, T, vocab); labels: (batch, T) aligned with the input ids. Position t's
-    logits predict token t+1, so logits[:, :-1] are scored against labels[:, 1:]
-    (forgetting the shift is a known public bug). Labels equal to `ignore_index` (prompt
-    and padding) contribute nothing.
-    """
-    if logits.shape[:2] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
-    # at least fp32: DPO compares small differences of big sums (keep fp64 if given)
-    logits = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32))
-    labels = labels[:, 1:]
-    mask = labels != ignore_index
-    safe = labels.masked_fill(~mask, 0)  # any valid id; masked out below
-    # gather - logsumexp avoids materialising a full log_softmax copy of the vocab axis
-    token_logps = logits.gather(-1, safe.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    return (token_logps * mask).sum(-1)
-
-
 def token_logps(logits: Tensor, targets: Tensor) -> Tensor:
     """Log-prob of each target token under its logits ([N, vocab], [N]), in at least fp32."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))

@@ -24,16 +24,15 @@ from torch.utils.data import DataLoader
 
 from srlm_exp import layout
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.checks import at_least, check, positive, require, training_problems
-from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.optim import adamw_with_cosine
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.replay import candidates_to_train_on
+from srlm_exp.training.stage import StageInputs, StageSettings
 
-REFERENCES = ("m1", "previous")
 VALUE_HEAD_FILE = layout.VALUE_HEAD  # beside M(t) in its iteration directory
 
 
@@ -175,7 +174,7 @@ class PPOModule(PolicyModule):
         return loss
 
 
-class PPOStage:
+class PPOStage(StageSettings):
     """Rollouts from candidates.jsonl; old log-probs, values, reference log-probs; GAE; PPO epochs."""
 
     def __init__(self, name: str = "ppo", beta: float = 0.02, reference: str = "m1", gamma: float = 1.0, lam: float = 0.95,
@@ -183,22 +182,18 @@ class PPOStage:
                  ptx_batch_size: int = 8, center_rewards: bool = True, lr: float = 1e-5, min_lr: float = 1e-6,
                  warmup_steps: int = 0, epochs: int = 2, max_steps: int = -1, batch_size: int = 16,
                  max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
-        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
-                      f"choose one of {', '.join(REFERENCES)} (m1 = the SFT model, as InstructGPT)"),
+        check(self.reference_setting(reference),
               at_least(beta, 0, "beta", "set beta >= 0 (InstructGPT: 0.02)"),
               require(isinstance(gamma, (int, float)) and 0 < gamma <= 1, "gamma", f"is {gamma!r}", "set gamma in (0, 1]"),
               require(isinstance(lam, (int, float)) and 0 <= lam <= 1, "lam", f"is {lam!r}", "set lam in [0, 1]"),
               positive(clip, "clip"), positive(value_clip, "value_clip"), at_least(value_coef, 0, "value_coef"),
               at_least(ptx_coef, 0, "ptx_coef"), at_least(ptx_batch_size, 1, "ptx_batch_size"),
-              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
-              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-              replay_share_problem(replay_share))
-        self.replay_share = replay_share
-        self.name, self.beta, self.reference, self.gamma, self.lam = name, beta, reference, gamma, lam
+              *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
+              *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+        self.name, self.beta, self.gamma, self.lam = name, beta, gamma, lam
         self.clip, self.value_clip, self.value_coef = clip, value_clip, value_coef
         self.ptx_coef, self.ptx_batch_size, self.center_rewards = ptx_coef, ptx_batch_size, center_rewards
-        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
-        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
 
     def value_head(self, model, inputs: StageInputs) -> nn.Module:
         """A linear value head on the last hidden state; the previous PPO iteration's when there is one."""
@@ -232,10 +227,8 @@ class PPOStage:
             i["positions"] = response_mask(labels[None])[0].nonzero().squeeze(-1).tolist()
         head = self.value_head(model, inputs)
         old = _per_token(model, head, items, tok.pad_token_id, self.batch_size)
-        ref_model = model if (self.reference == "previous" or t == 2) else inputs.load_model(1)
-        ref = _per_token(ref_model, None, items, tok.pad_token_id, self.batch_size)
-        if ref_model is not model:
-            inputs.release(ref_model)
+        with self.reference_model(model, inputs) as ref_model:
+            ref = _per_token(ref_model, None, items, tok.pad_token_id, self.batch_size)
         mean_score = sum(i["score"] for i in items) / len(items) if self.center_rewards else 0.0
         kl = []
         for i, (old_logps, old_values), (ref_logps, _) in zip(items, old, ref):
@@ -251,9 +244,8 @@ class PPOStage:
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
                             collate_fn=lambda b: _collate(b, tok.pad_token_id))
         module = PPOModule(model, head, ptx, ptx_coef=self.ptx_coef, ptx_batch_size=self.ptx_batch_size, clip=self.clip,
-                           value_clip=self.value_clip, value_coef=self.value_coef, lr=self.lr, min_lr=self.min_lr,
-                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, seed=inputs.seed + t,
-                           pad_id=tok.pad_token_id)
+                           value_clip=self.value_clip, value_coef=self.value_coef, seed=inputs.seed + t,
+                           pad_id=tok.pad_token_id, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, inputs.data_dir / VALUE_HEAD_FILE)
         return {"rollouts": len(items), "replayed_prompts": replayed, "unscored_candidates": unscored, "mean_score": mean_score,

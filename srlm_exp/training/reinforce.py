@@ -20,17 +20,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
-from srlm_exp.checks import at_least, check, require, training_problems
+from srlm_exp.checks import at_least, check
 from srlm_exp.distributed import split_map
-from srlm_exp.judging.records import PromptCandidates
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
+from srlm_exp.training.replay import candidates_to_train_on
 from srlm_exp.training.shared_batches import response_logps
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.stage import StageInputs, StageSettings
 
-REFERENCES = ("previous", "m1")
 
 
 def rloo_advantages(rewards: Sequence[float]) -> list[float]:
@@ -88,22 +87,18 @@ class ReinforceModule(PolicyModule):
         return loss
 
 
-class ReinforceStage:
+class ReinforceStage(StageSettings):
     """Builds the rollouts from candidates.jsonl, computes the reference log-probs, and fits the policy."""
 
     def __init__(self, name: str = "reinforce", kl_coef: float = 0.05, reference: str = "previous", lr: float = 1e-5,
                  min_lr: float = 1e-6, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1, batch_size: int = 16,
                  max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
-        check(require(reference in REFERENCES, "reference", f"is {reference!r}",
-                      f"choose one of {', '.join(REFERENCES)} (previous = M(t), m1 = fixed M1)"),
+        check(self.reference_setting(reference),
               at_least(kl_coef, 0, "kl_coef", "set kl_coef >= 0 (0 = no KL penalty)"),
-              at_least(min_examples, 1, "min_examples"), at_least(weight_decay, 0, "weight_decay"),
-              *training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-              replay_share_problem(replay_share))
-        self.replay_share = replay_share
-        self.name, self.kl_coef, self.reference = name, kl_coef, reference
-        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
-        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+              *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
+              *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+        self.name, self.kl_coef = name, kl_coef
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, t = inputs.tokenizer, inputs.iteration
@@ -117,19 +112,16 @@ class ReinforceStage:
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
             i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")
-        ref_model = model if self.reference == "previous" else inputs.load_model(1)
+        with self.reference_model(model, inputs) as ref_model:
 
-        def reference(part: list[dict]) -> list[list[float]]:
-            return reference_pass(ref_model, part, self.batch_size, lambda b: _collate(b, tok.pad_token_id),
-                                  lambda m, batch: response_logps(m, batch)[0][:, None])
+            def reference(part: list[dict]) -> list[list[float]]:
+                return reference_pass(ref_model, part, self.batch_size, lambda b: _collate(b, tok.pad_token_id),
+                                      lambda m, batch: response_logps(m, batch)[0][:, None])
 
-        for item, (lp,) in zip(items, split_map(reference, items)):
-            item["ref_logp"] = lp
-        if ref_model is not model:
-            inputs.release(ref_model)
+            for item, (lp,) in zip(items, split_map(reference, items)):
+                item["ref_logp"] = lp
         loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
                             collate_fn=lambda b: _collate(b, tok.pad_token_id))
-        module = ReinforceModule(model, kl_coef=self.kl_coef, lr=self.lr, min_lr=self.min_lr,
-                                 warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
+        module = ReinforceModule(model, kl_coef=self.kl_coef, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"rollouts": len(items), "replayed_prompts": replayed, **dropped}

@@ -8,6 +8,7 @@ the first the loop made, has nothing to replay.
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,8 +16,7 @@ from typing import Any, Sequence
 from srlm_exp import layout
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import Problem, require
-from srlm_exp.generation.curriculum import training_candidates
-from srlm_exp.judging.records import PromptCandidates
+from srlm_exp.records import PromptCandidates
 
 
 def replay_share_problem(share: Any) -> Problem | None:
@@ -34,6 +34,16 @@ def replay_mix(current: Sequence[dict], earlier: Sequence[dict], share: float, r
     """The current rows followed by the sampled earlier ones, and how many were replayed."""
     k = min(len(earlier), replay_count(len(current), share))
     return list(current) + rng.sample(list(earlier), k), k
+
+
+def training_candidates(data_dir: Path) -> list[dict]:
+    """candidates.jsonl rows of the prompts the iteration's curriculum selected (all without one)."""
+    rows = read_jsonl(Path(data_dir) / layout.CANDIDATES)
+    chosen = Path(data_dir) / layout.CURRICULUM
+    if not chosen.exists():
+        return rows
+    ids = set(json.loads(chosen.read_text())["selected_prompt_ids"])
+    return [r for r in rows if r["prompt_id"] in ids]
 
 
 def training_rows(iteration_dir: Path, filename: str) -> list[dict]:

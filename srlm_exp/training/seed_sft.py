@@ -8,24 +8,22 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import chat_example
-from srlm_exp.checks import at_least, check, training_problems
+from srlm_exp.checks import check
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
 from srlm_exp.training.batching import length_grouped_batches
 from srlm_exp.training.sft import SFTModule
 from srlm_exp.training.shared_batches import collate_with_prefix, shared_prefix
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.stage import StageInputs, StageSettings
 
 log = logging.getLogger(__name__)
 
 
-class SeedSFTStage:
+class SeedSFTStage(StageSettings):
     def __init__(self, lr: float = 1e-3, min_lr: float = 2e-4, warmup_steps: int = 10, epochs: int = 3,
                  max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", weight_decay: float = 0.0):
-        check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-              at_least(weight_decay, 0, "weight_decay"))
-        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
-        self.epochs, self.max_steps, self.batch_size, self.max_len = epochs, max_steps, batch_size, max_len
+        check(*self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         return self._fit(model, inputs, with_eft=True)
@@ -55,7 +53,6 @@ class SeedSFTStage:
         examples = [examples[i] for b in batches for i in b]
         loader = DataLoader(examples, batch_size=self.batch_size, shuffle=False,
                             collate_fn=lambda b: collate_with_prefix(b, tok.pad_token_id, prefix))
-        module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
-                           weight_decay=self.weight_decay)
+        module = SFTModule(model, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"ift": len(ift), "eft": len(eft), **({"meta_eft": len(meta)} if meta else {})}

@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.checks import at_least, check, training_problems
+from srlm_exp.checks import check
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
-from srlm_exp.training.replay import candidates_to_train_on, replay_share_problem
+from srlm_exp.training.replay import candidates_to_train_on
 from srlm_exp.training.shared_batches import causal_lm_loss, label_logits
-from srlm_exp.training.stage import StageInputs
+from srlm_exp.training.stage import StageInputs, StageSettings
 
 
 class SFTModule(PolicyModule):
@@ -44,19 +44,17 @@ class SFTModule(PolicyModule):
         return loss
 
 
-class TopCandidateSFTStage:
+class TopCandidateSFTStage(StageSettings):
     """The paper's ablation: SFT of M(t) on the top-scored candidate of each prompt (no pairs), taken from
     the same ranking DPO's pairs come from (identical samples merged, their judgments pooled)."""
 
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
                  epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8,
                  weight_decay: float = 0.0, replay_share: float = 0.0):
-        check(*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-              at_least(weight_decay, 0, "weight_decay"), at_least(min_examples, 1, "min_examples"),
-              replay_share_problem(replay_share))
-        self.replay_share = replay_share
-        self.name, self.lr, self.min_lr, self.warmup_steps, self.weight_decay = name, lr, min_lr, warmup_steps, weight_decay
-        self.epochs, self.max_steps, self.batch_size, self.max_len, self.min_examples = epochs, max_steps, batch_size, max_len, min_examples
+        check(*self.aift_settings(min_examples=min_examples, replay_share=replay_share),
+              *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+        self.name = name
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         tok, data_dir = inputs.tokenizer, inputs.data_dir
@@ -74,7 +72,6 @@ class TopCandidateSFTStage:
         loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(inputs.iteration),
                             collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
-        module = SFTModule(model, lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps,
-                           weight_decay=self.weight_decay, log_prefix="sft_top")
+        module = SFTModule(model, log_prefix="sft_top", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "replayed_prompts": replayed}

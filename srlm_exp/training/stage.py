@@ -7,9 +7,16 @@ returns what it trained on, which the loop stores in the iteration's `training.j
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
+
+from srlm_exp.checks import Problem, at_least, require, training_problems
+from srlm_exp.training.replay import replay_share_problem
+
+# The reference policy of the stages that have one (DPO, RLOO, PPO).
+REFERENCES = ("previous", "m1")
 
 
 @dataclass
@@ -29,3 +36,43 @@ class StageInputs:
 class TrainStage(Protocol):
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         """Train `model` (M(t-1), trainable) into M(t); return counts of what it trained on."""
+
+
+class StageSettings:
+    """The settings every stage is configured with (conf/seed_sft, conf/train/*.yaml), checked and stored in
+    one place; each stage's constructor names them (Hydra passes them by name) and hands them here."""
+
+    def fit_settings(self, *, lr: float, min_lr: float, warmup_steps: int, weight_decay: float, epochs: int,
+                     max_steps: int, batch_size: int, max_len: int | str) -> list[Problem | None]:
+        """Optimizer, schedule and batches; the problems with them."""
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.epochs, self.max_steps, self.batch_size, self.max_len = epochs, max_steps, batch_size, max_len
+        return [*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
+                at_least(weight_decay, 0, "weight_decay")]
+
+    def aift_settings(self, *, min_examples: int, replay_share: float) -> list[Problem | None]:
+        """For the stages of M(t >= 2), which train on AIFT(M(t-1)): how little is too little, replay."""
+        self.min_examples, self.replay_share = min_examples, replay_share
+        return [at_least(min_examples, 1, "min_examples"), replay_share_problem(replay_share)]
+
+    def reference_setting(self, reference: str) -> Problem | None:
+        self.reference = reference
+        return require(reference in REFERENCES, "reference", f"is {reference!r}",
+                       "choose previous (M(t-1), the model being trained, as in the paper) or m1 (a fixed M1, "
+                       "InstructGPT's SFT model)")
+
+    def optimizer_args(self) -> dict[str, Any]:
+        """What the stage's Lightning module takes for its optimizer (training/base.py)."""
+        return dict(lr=self.lr, min_lr=self.min_lr, warmup_steps=self.warmup_steps, weight_decay=self.weight_decay)
+
+    @contextmanager
+    def reference_model(self, model, inputs: StageInputs) -> Iterator[Any]:
+        """The reference policy for the passes before the fit: `model` itself (M(t-1); under LoRA its adapters
+        are turned off by `reference_pass`), or M1 loaded for them and released after, so that one model is in
+        memory while fitting. At t = 2, M(t-1) is M1: nothing is loaded."""
+        ref = model if self.reference == "previous" or inputs.iteration == 2 else inputs.load_model(1)
+        try:
+            yield ref
+        finally:
+            if ref is not model:
+                inputs.release(ref)

@@ -26,7 +26,7 @@ from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.judging.judge import Judge
 from srlm_exp.models.loading import load_model, load_tokenizer
 from srlm_exp.world.grader import grade_task, read_judgment, response_with_score
-from srlm_exp.world.seed_data import N_SCORES, _tasks
+from srlm_exp.world.build import N_SCORES, _tasks
 from srlm_exp.world.tasks import Task
 
 POLICY_STYLE_SCORES = (5, 2, 1)

@@ -16,8 +16,8 @@ from srlm_exp.checks import Problem, at_least, check, require
 from srlm_exp.data.distill import Distilled
 from srlm_exp.data.seed_data import SeedData
 from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade, read_judgment
-from srlm_exp.world.prompts import PAPER_JUDGE_PROMPT
-from srlm_exp.world.seed_data import N_SCORES, SELF_INSTRUCT_FAMILY, WorldSizes, build_world
+from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
+from srlm_exp.world.build import N_SCORES, SELF_INSTRUCT_FAMILY, WorldSizes, build_world
 from srlm_exp.world.tasks import parse_instruction, sample_task
 
 FILES = ("corpus", "ift", "eft_raw", "eval", "judge_eval")

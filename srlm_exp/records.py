@@ -18,6 +18,12 @@ def mean_of_valid(scores: Sequence[float]) -> float:
     return sum(valid) / len(valid) if valid else math.nan
 
 
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """`mean_of_valid` for statistics written to JSON: None, not NaN, when no value is valid."""
+    mean = mean_of_valid(values)
+    return None if math.isnan(mean) else mean
+
+
 def _to_json_number(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -27,7 +33,7 @@ def _from_json_number(x: float | None) -> float:
 
 
 @dataclass
-class Judgment:
+class CandidateJudgments:
     """All judgments of one candidate: each raw text with the score parsed from it (NaN = missing)."""
 
     texts: list[str] = field(default_factory=list)
@@ -35,7 +41,7 @@ class Judgment:
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.scores):
-            raise ValueError(f"a Judgment needs one score per text, got {len(self.texts)} texts and {len(self.scores)} scores")
+            raise ValueError(f"a CandidateJudgments needs one score per text, got {len(self.texts)} texts and {len(self.scores)} scores")
 
     def add(self, text: str, score: float) -> None:
         self.texts.append(text)
@@ -46,7 +52,7 @@ class Judgment:
         return mean_of_valid(self.scores)
 
 
-def parse_rate(judgments: Iterable[Judgment]) -> float:
+def parse_rate(judgments: Iterable[CandidateJudgments]) -> float:
     """Share of individual judgments whose verdict parsed (0 when there are none)."""
     scores = [s for j in judgments for s in j.scores]
     return sum(not math.isnan(s) for s in scores) / max(1, len(scores))
@@ -59,7 +65,7 @@ class JudgedCandidate:
 
     text: str
     length: int
-    judgment: Judgment
+    judgment: CandidateJudgments
     graded: bool = False          # whether the seed data has a grader (then `gt_score`, `gt_correct` are written)
     gt_score: float | None = None
     gt_correct: bool | None = None
@@ -79,7 +85,7 @@ class JudgedCandidate:
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "JudgedCandidate":
-        judgment = Judgment(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
+        judgment = CandidateJudgments(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
         return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"),
                    gt_correct=row.get("gt_correct"), source=row.get("source", "policy"))
 
@@ -124,8 +130,8 @@ def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandida
     for c in candidates:
         m = merged.get(c.text)
         if m is None:
-            merged[c.text] = JudgedCandidate(c.text, c.length, Judgment(list(c.judgment.texts), list(c.judgment.scores)),
+            merged[c.text] = JudgedCandidate(c.text, c.length, CandidateJudgments(list(c.judgment.texts), list(c.judgment.scores)),
                                              c.graded, c.gt_score, c.gt_correct, c.source)
         else:
-            m.judgment = Judgment(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
+            m.judgment = CandidateJudgments(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
     return list(merged.values())

@@ -2,7 +2,7 @@
 tokenizer trained on the embedded world and the architecture's own chat format. They run the
 `model=hf` path (any architecture, any scale, LoRA, DDP/FSDP) with nothing downloaded:
 
-    python -m srlm_exp.models.random_init --arch qwen2 --hidden 1024 --layers 24 --out /tmp/m0-qwen2
+    python -m srlm_exp.world.random_model --arch qwen2 --hidden 1024 --layers 24 --out /tmp/m0-qwen2
     python run.py model=hf model.name_or_path=/tmp/m0-qwen2 judge=oracle prompts=world_pool trainer=gpu
 
 A random model cannot judge, so pair it with `judge=oracle` (the world's grader scores the samples)

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from srlm_exp.chat import pad_batch
 from srlm_exp.inference.backend import generation_settings
-from srlm_exp.inference.checkpoints import directory_of
 from srlm_exp.inference.vllm_engine import engine_for
+from srlm_exp.models.checkpoints import directory_of
 from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
 

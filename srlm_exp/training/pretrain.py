@@ -1,14 +1,15 @@
-"""The embedded default model: a small Llama built from a config, with a tokenizer trained on the seed
-data's text, pretrained on its corpus into M0 (seed data with a PretrainingCorpus: the embedded world).
-M0 is saved with save_pretrained and cached under a hash of everything that built it, so later runs
-(and multirun jobs) reuse it."""
+"""M0 of the embedded default (`model=tiny`, conf/model/tiny.yaml): a small Llama built from a config, with a
+tokenizer trained on the seed data's text, pretrained on its corpus (seed data with a PretrainingCorpus: the
+embedded world). M0 is saved with save_pretrained and cached under a hash of everything that built it, so
+later runs (and multirun jobs) reuse it. It is a fit like every other, so it lives with them; the other M0
+sources (a checkpoint, a GGUF file) build nothing and are `models/sources.py`."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -26,6 +27,19 @@ from srlm_exp.training.save_callback import SaveModelCallback
 from srlm_exp.training.sft import SFTModule
 
 log = logging.getLogger(__name__)
+
+
+class TinyWorldModel:
+    """An M0 source (models/sources.py's interface): build (or reuse from cache) a tiny Llama pretrained on the
+    seed data's corpus."""
+
+    requires: ClassVar[tuple[type, ...]] = (PretrainingCorpus,)
+
+    def m0(self, model_cfg, seed_data: PretrainingCorpus, cache_dir: str | Path, trainer_cfg, seed: int) -> str:
+        return str(build_m0(model_cfg, seed_data, cache_dir, trainer_cfg, seed))
+
+    def checkpoint_dir(self, model_cfg, cache_dir) -> Path | None:
+        return None  # built from the seed data: nothing to read before the run
 
 # Bump when the way M0 is built changes, so stale caches are not reused.
 BUILD_VERSION = 1
