@@ -9,8 +9,17 @@ remaking it:
     python -m srlm_exp.branch outputs/add_s0 outputs/oracle_s0            # after M1 (--through 1)
     python run.py <the first job's settings> judge=oracle hydra.run.dir=outputs/oracle_s0 resume_anyway=true
 
+An ablation of M1's own training (no EFT: `data.eft=false`; IFT only from M0's passing answers; the SFT
+settings) branches after M0 instead, keeping the seed data and M0's evaluation and training its own M1:
+
+    python -m srlm_exp.branch outputs/add_s0 outputs/no_eft_s0 --through 0
+    python run.py <the first job's settings> data.eft=false hydra.run.dir=outputs/no_eft_s0 resume_anyway=true
+
+A kept evaluation is kept as it was: M0's judge metrics were taken with the source job's judge prompt, so a
+variant with another judge prompt (judge=holistic5) runs its own job instead of branching.
+
 The rerun lists the settings that differ from the first job's (`resume_anyway` keeps that job's config as
-resolved_config.previous.yaml) and starts at AIFT(M(t)). The source is only read. What M(t) generated
+resolved_config.previous.yaml) and starts at M1's SFT (after M0) or at AIFT(M(t)). The source is only read. What M(t) generated
 after it was evaluated (AIFT(M(t)), iteration_{t+1}/) is not copied: the branch makes its own.
 """
 from __future__ import annotations
@@ -43,9 +52,11 @@ def branch(source: str | Path, target: str | Path, through: int = 1) -> Path:
         raise BranchError(f"{src} is not a job directory (no summary.json): pass the directory a run.py job wrote")
     entries = {e["iteration"]: e for e in json.loads(summary_file.read_text()).get("iterations", [])}
     missing = [f"M{t}" for t in range(through + 1) if t not in entries]
-    if through < 1:
-        raise BranchError(f"--through {through}: branch after a trained model (1 = M1, the paper's shared SFT baseline)")
-    if missing or not is_model_dir(layout.iteration_dir(src, through) / layout.MODEL):
+    if through < 0:
+        raise BranchError(f"--through {through}: branch after an evaluated model (0 = M0, 1 = M1, the paper's "
+                          "shared SFT baseline)")
+    # M0 lives in the cache or is the pretrained checkpoint: its iteration directory holds only its evaluation.
+    if missing or (through >= 1 and not is_model_dir(layout.iteration_dir(src, through) / layout.MODEL)):
         raise BranchError(f"{src} has not evaluated M{through} yet (missing: {', '.join(missing) or 'its model'}): "
                           f"wait for the job to pass M{through}'s evaluation, or branch after an earlier model")
     if dst.exists() and any(dst.iterdir()):
@@ -67,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m srlm_exp.branch", description=__doc__.split("\n\n")[0])
     p.add_argument("source", help="a job directory that has evaluated M(through)")
     p.add_argument("target", help="the new job directory (must not exist or be empty)")
-    p.add_argument("--through", type=int, default=1, help="the last model copied (default 1: M1)")
+    p.add_argument("--through", type=int, default=1,
+                   help="the last model copied (default 1: M1; 0: M0 only, the rerun trains its own M1)")
     args = p.parse_args(argv)
     try:
         dst = branch(args.source, args.target, args.through)

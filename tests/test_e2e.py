@@ -332,6 +332,30 @@ def test_a_branch_after_m1_reuses_the_jobs_m1_and_trains_its_own_m2_m3(smoke_run
     assert json.loads((job / "branched_from.json").read_text())["through"] == "M1"
 
 
+def test_a_branch_after_m0_keeps_m0s_evaluation_and_trains_its_own_m1(smoke_run, tmp_path):
+    """`branch --through 0` then a rerun without EFT (the paper's ablation): the seed data and M0's evaluation
+    are the source job's; M1 is trained again, on IFT only, and the loop goes on from it."""
+    from srlm_exp.branch import BranchError, branch, main as branch_main
+
+    job = tmp_path / "no_eft"
+    assert branch_main([str(smoke_run), str(job), "--through", "0"]) == 0
+    assert (job / "iteration_0").is_dir() and not (job / "iteration_1").exists()
+    with pytest.raises(BranchError, match="after an evaluated model"):
+        branch(smoke_run, tmp_path / "z", through=-1)
+    # The smoke M1 cannot judge without EFT (no score parses, no pair: NotEnoughPairsError); the checker judges.
+    proc = run_job(["debug=smoke", "logger=none", "data.eft=false", "judge=oracle", f"hydra.run.dir={job}",
+                    "resume_anyway=true"], tmp_path / "stdout.log")
+
+    s, original = _summary(job), _summary(smoke_run)
+    assert s["status"] == "finished" and [e["model"] for e in s["iterations"]] == ["M0", "M1", "M2", "M3"]
+    new, old = s["iterations"][0], original["iterations"][0]
+    assert {k: v for k, v in new.items() if k != "timings"} == {k: v for k, v in old.items() if k != "timings"}
+    assert "M0: {" not in proc.log and "M1: {" in proc.log  # M0 read back, M1 evaluated anew
+    assert (job / "iteration_1/model/model.safetensors").read_bytes() != \
+        (smoke_run / "iteration_1/model/model.safetensors").read_bytes()  # trained without the EFT rows
+    assert json.loads((job / "branched_from.json").read_text())["through"] == "M0"
+
+
 def test_pairs_regenerated_on_resume_equal_the_uninterrupted_ones(tmp_path):
     uninterrupted = _make_aift(tmp_path)
     (tmp_path / "pairs.jsonl").unlink()
