@@ -24,13 +24,13 @@ from srlm_exp.training.batching import collate_examples, length_grouped_batches
 from srlm_exp.training.losses import LOSS_TYPES, length_averaged, preference_loss
 from srlm_exp.training.replay import with_replay
 from srlm_exp.training.shared_batches import collate_pairs_with_prompts, response_logps
-from srlm_exp.training.stage import StageInputs, StageSettings
+from srlm_exp.training.stage import StageInputs, StageSettings, TooLittleAIFTData, too_little_aift_data
 
 log = logging.getLogger(__name__)
 
 
-class NotEnoughPairsError(RuntimeError):
-    pass
+class NotEnoughPairsError(TooLittleAIFTData):
+    """Fewer preference pairs than train.min_examples."""
 
 
 def pair_batches(items: list[dict], pad_id: int, shared_prompts: bool = False) -> dict[str, torch.Tensor]:
@@ -129,11 +129,8 @@ class DPOStage(StageSettings):
         tokenizer, t = inputs.tokenizer, inputs.iteration
         rows, replayed = with_replay(inputs.data_dir, t, layout.PAIRS, self.replay_share, inputs.seed)
         if len(rows) < self.min_examples:
-            raise NotEnoughPairsError(
-                f"iteration {t}: {len(rows)} valid preference pairs in {inputs.data_dir}/pairs.jsonl, fewer than "
-                f"train.min_examples={self.min_examples} (see stats.json for prompts, ties and parse failures); "
-                "generate more prompts (prompts.n_prompts), more candidates, or lower train.min_examples"
-            )
+            raise too_little_aift_data(inputs.data_dir, f"iteration {t}: {len(rows)} valid preference pairs in "
+                                       f"{inputs.data_dir}/pairs.jsonl", self.min_examples, NotEnoughPairsError)
         # Meta-Rewarding: the judge's pairs (judge prompt, better vs worse judgment) train beside the policy's.
         meta_judged = (inputs.data_dir / layout.JUDGE_PAIRS).exists()
         judge_rows, judge_replayed = with_replay(inputs.data_dir, t, layout.JUDGE_PAIRS, self.replay_share, inputs.seed) \

@@ -31,7 +31,7 @@ from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.optim import adamw_with_cosine
 from srlm_exp.training.replay import candidates_to_train_on
-from srlm_exp.training.stage import StageInputs, StageSettings
+from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_data
 
 VALUE_HEAD_FILE = layout.VALUE_HEAD  # beside M(t) in its iteration directory
 
@@ -218,8 +218,8 @@ class PPOStage(StageSettings):
         rows, replayed = candidates_to_train_on(inputs.data_dir, t, self.replay_share, inputs.seed)
         items, unscored = scored_rollouts(rows)
         if len(items) < self.min_examples:
-            raise RuntimeError(f"iteration {t}: {len(items)} scored candidates in {inputs.data_dir}/candidates.jsonl "
-                               f"({unscored} unscored), fewer than train.min_examples={self.min_examples}")
+            raise too_little_aift_data(inputs.data_dir, f"iteration {t}: {len(items)} scored candidates in "
+                                       f"{inputs.data_dir}/candidates.jsonl ({unscored} unscored)", self.min_examples)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
             i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")

@@ -28,7 +28,7 @@ from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.replay import candidates_to_train_on
 from srlm_exp.training.shared_batches import response_logps
-from srlm_exp.training.stage import StageInputs, StageSettings
+from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_data
 
 
 
@@ -105,10 +105,9 @@ class ReinforceStage(StageSettings):
         rows, replayed = candidates_to_train_on(inputs.data_dir, t, self.replay_share, inputs.seed)
         items, dropped = rollouts(rows)
         if len(items) < self.min_examples:
-            raise RuntimeError(
-                f"iteration {t}: {len(items)} scored candidates with a leave-one-out baseline in {inputs.data_dir}/"
-                f"candidates.jsonl ({dropped}), fewer than train.min_examples={self.min_examples}; sample more "
-                "prompts or candidates, or lower train.min_examples")
+            raise too_little_aift_data(inputs.data_dir, f"iteration {t}: {len(items)} scored candidates with a "
+                                       f"leave-one-out baseline in {inputs.data_dir}/candidates.jsonl ({dropped})",
+                                       self.min_examples)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
             i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")

@@ -18,7 +18,7 @@ from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.replay import candidates_to_train_on
 from srlm_exp.training.shared_batches import causal_lm_loss, label_logits
-from srlm_exp.training.stage import StageInputs, StageSettings
+from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_data
 
 
 class SFTModule(PolicyModule):
@@ -65,10 +65,8 @@ class TopCandidateSFTStage(StageSettings):
             if best is not None:
                 examples.append(chat_example(tok, row.instruction, best.text, max_len, "train.max_len"))
         if len(examples) < self.min_examples:
-            raise RuntimeError(
-                f"iteration {inputs.iteration}: only {len(examples)} prompts have a scored candidate in "
-                f"{data_dir}/candidates.jsonl, fewer than train.min_examples={self.min_examples}"
-            )
+            raise too_little_aift_data(data_dir, f"iteration {inputs.iteration}: only {len(examples)} prompts have a "
+                                       f"scored candidate in {data_dir}/candidates.jsonl", self.min_examples)
         loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(inputs.iteration),
                             collate_fn=lambda b: collate_examples(b, tok.pad_token_id))

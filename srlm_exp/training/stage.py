@@ -7,16 +7,40 @@ returns what it trained on, which the loop stores in the iteration's `training.j
 """
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
+from srlm_exp import layout
 from srlm_exp.checks import Problem, at_least, require, training_problems
 from srlm_exp.training.replay import replay_share_problem
 
 # The reference policy of the stages that have one (DPO, RLOO, PPO).
 REFERENCES = ("previous", "m1")
+# Below this share of parsed judgments, too little AIFT data is the judge's doing, not the sample size's.
+UNPARSED_JUDGE = 0.5
+
+
+class TooLittleAIFTData(RuntimeError):
+    """AIFT(M(t-1)) left fewer training examples than the stage's min_examples."""
+
+
+def too_little_aift_data(data_dir: Path, what: str, min_examples: int, error: type = TooLittleAIFTData) -> RuntimeError:
+    """The error for a stage whose AIFT data is too small (`what`: '3 valid preference pairs in ...'), with
+    the fix its stats.json points to: a judge whose scores do not parse (a model that was never taught the
+    judge prompt's format, e.g. data.eft=false) is not helped by more prompts."""
+    fix = "generate more prompts (prompts.n_prompts) or candidates, or lower train.min_examples"
+    stats_file = Path(data_dir) / layout.STATS
+    parse_rate = json.loads(stats_file.read_text()).get("generated", {}).get("parse_rate") if stats_file.exists() else None
+    if parse_rate is not None and parse_rate < UNPARSED_JUDGE:
+        fix = (f"the judge's score parsed in only {parse_rate:.1%} of its judgments ({stats_file}: "
+               "generated.parse_rate), so more prompts will not help: teach the model the judge prompt's format "
+               "(EFT: data.eft=true, more EFT rows), or score without it (judge=oracle where the data has ground "
+               "truth, or judge.model_path=<a model that judges>)")
+    return error(f"{what}, fewer than train.min_examples={min_examples} (see {stats_file} for prompts, ties and "
+                 f"parse failures); {fix}")
 
 
 @dataclass
