@@ -19,8 +19,9 @@ A kept evaluation is kept as it was: M0's judge metrics were taken with the sour
 variant with another judge prompt (judge=holistic5) runs its own job instead of branching.
 
 The rerun lists the settings that differ from the first job's (`resume_anyway` keeps that job's config as
-resolved_config.previous.yaml) and starts at M1's SFT (after M0) or at AIFT(M(t)). The source is only read. What M(t) generated
-after it was evaluated (AIFT(M(t)), iteration_{t+1}/) is not copied: the branch makes its own.
+resolved_config.previous.yaml) and starts at M1's SFT (after M0) or at AIFT(M(t)). The source is only read.
+What M(t) generated after it was evaluated (AIFT(M(t)), iteration_{t+1}/) is not copied: the branch makes its
+own.
 """
 from __future__ import annotations
 

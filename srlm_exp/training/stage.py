@@ -33,7 +33,8 @@ def too_little_aift_data(data_dir: Path, what: str, min_examples: int, error: ty
     judge prompt's format, e.g. data.eft=false) is not helped by more prompts."""
     fix = "generate more prompts (prompts.n_prompts) or candidates, or lower train.min_examples"
     stats_file = Path(data_dir) / layout.STATS
-    parse_rate = json.loads(stats_file.read_text()).get("generated", {}).get("parse_rate") if stats_file.exists() else None
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    parse_rate = stats.get("generated", {}).get("parse_rate")
     if parse_rate is not None and parse_rate < UNPARSED_JUDGE:
         fix = (f"the judge's score parsed in only {parse_rate:.1%} of its judgments ({stats_file}: "
                "generated.parse_rate), so more prompts will not help: teach the model the judge prompt's format "
