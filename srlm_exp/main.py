@@ -60,8 +60,10 @@ def run(cfg: DictConfig) -> dict:
         out_dir.mkdir(parents=True, exist_ok=True)
         # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
         (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data_eft": bool(cfg.data.get("eft", True)),
-           "reference": cfg.train.get("reference"), "sweep": sweep, **({"resumed_with_changes": changed} if changed else {})}
+    # Typed settings the report tells variants apart by, keyed as their override (`data.eft=false` is one key).
+    job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data.eft": bool(cfg.data.get("eft", True)),
+           "train.reference": cfg.train.get("reference"), "sweep": sweep,
+           **({"resumed_with_changes": changed} if changed else {})}
     summary = Summary(out_dir / "summary.json", job)
     summary.save()
     tracker = Tracker(cfg, choices, out_dir, sweep)

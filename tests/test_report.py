@@ -149,7 +149,23 @@ def test_variants_ignore_seed(tmp_path: Path) -> None:
     assert problems == []
     assert [j.seed for j in loaded] == ["1", "2"]
     # data_eft differs (a non-choice job scalar) -> it defines the variant; beta does not differ.
-    assert assign_variants(loaded) == ["data_eft=true", "data_eft=false"]
+    assert assign_variants(loaded) == ["data.eft=true", "data.eft=false"]
+
+
+def test_a_typed_job_setting_and_its_override_are_one_variant_key(tmp_path: Path) -> None:
+    """A job run with `data.eft=false` records the typed value and the override; one key labels it, whether
+    the summary names the value `data.eft` (since stop 33) or `data_eft` (before)."""
+    for i, (eft_key, eft, overrides) in enumerate((("data.eft", True, []), ("data.eft", False, ["data.eft=false"]),
+                                                   ("data_eft", False, ["data.eft=false"]))):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps(
+            {"job": {"choices": {"judge": "additive5"}, "overrides": overrides, "seed": 1, eft_key: eft,
+                     "train.reference": "previous"}, "status": "finished", "iterations": []}))
+    loaded, problems = load_jobs(find_summaries(tmp_path), tmp_path)
+    assert problems == []
+    assert assign_variants(loaded) == ["data.eft=true", "data.eft=false"]
+    assert [j.variant for j in loaded] == ["data.eft=true", "data.eft=false", "data.eft=false"]
 
 
 def test_sweep_over_plain_override_defines_variant() -> None:

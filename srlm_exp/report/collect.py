@@ -22,6 +22,9 @@ _JOB_IDENTIFIERS = {"num", "id", "name", "override_dirname", "dir", "output_dir"
                     # same variant as one run straight through
                     "resume_anyway"}
 _MISSING = object()  # a key this job does not have (shown as "default" in labels)
+# Job scalars that summaries written before stop 33 named otherwise: read under their override key, so that
+# the typed value and the override (`data.eft=false`) are one setting, not two variant keys.
+_LEGACY_KEYS = {"data_eft": "data.eft", "reference": "train.reference"}
 
 
 @dataclass
@@ -64,7 +67,7 @@ def _config_and_seed(job: dict) -> tuple[dict[str, Any], Any]:
         cfg.update({str(k): v for k, v in choices.items() if _is_scalar(v)})
     for k, v in job.items():
         if k not in ("choices", "overrides") and k not in _JOB_IDENTIFIERS and not _is_seed(k) and _is_scalar(v):
-            cfg.setdefault(str(k), v)
+            cfg.setdefault(_LEGACY_KEYS.get(str(k), str(k)), v)
     seed = job.get("seed")
     overrides = job.get("overrides")
     for ov in overrides if isinstance(overrides, list) else []:
