@@ -31,7 +31,7 @@ from srlm_exp.models.loading import load_model, load_tokenizer  # noqa: E402
 from srlm_exp.training.batching import length_grouped_batches  # noqa: E402
 from srlm_exp.training.dpo import pair_batches, policy_logps  # noqa: E402
 from srlm_exp.training.losses import preference_loss  # noqa: E402
-from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, label_logits, prompt_length, shared_prefix  # noqa: E402
+from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, prompt_length, shared_prefix  # noqa: E402
 
 
 def matmul_peak(size: int, repeats: int = 5, shape: tuple[int, int, int] | None = None) -> float:
@@ -87,7 +87,7 @@ def main() -> None:
         return time.perf_counter() - t0
 
     def sft_step(b):
-        causal_lm_loss(*label_logits(model, collate_with_prefix([examples[i] for i in b], tok.pad_token_id, prefix))[:2]).backward()
+        causal_lm_loss(model, collate_with_prefix([examples[i] for i in b], tok.pad_token_id, prefix)).backward()
         opt.step()
         opt.zero_grad()
 

@@ -27,7 +27,7 @@ from bench_vs_trl import save_model, sft_rows, world  # noqa: E402
 from srlm_exp.chat import chat_example  # noqa: E402
 from srlm_exp.models.loading import load_model, load_tokenizer  # noqa: E402
 from srlm_exp.training.batching import collate_examples, length_grouped_batches  # noqa: E402
-from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, label_logits, shared_prefix  # noqa: E402
+from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, shared_prefix  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
         return model(**collate_examples([examples[i] for i in b], tok.pad_token_id)).loss
 
     def step_shared(b):
-        return causal_lm_loss(*label_logits(model, collate_with_prefix([examples[i] for i in b], tok.pad_token_id, prefix))[:2])
+        return causal_lm_loss(model, collate_with_prefix([examples[i] for i in b], tok.pad_token_id, prefix))
 
     tokens = sum(len(examples[i].input_ids) for b in batches for i in b)
     results = {}

@@ -19,7 +19,7 @@ from srlm_exp.models.loading import load_model, load_tokenizer
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.dpo import pair_batches, policy_logps
 from srlm_exp.training.losses import preference_loss
-from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, label_logits, shared_prefix, without_prefix
+from srlm_exp.training.shared_batches import causal_lm_loss, collate_with_prefix, shared_prefix, without_prefix
 from srlm_exp.world import random_model
 from srlm_exp.world.grader import response_with_score
 from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
@@ -138,7 +138,7 @@ def test_sft_loss_and_gradients_match_on_a_mixed_padded_batch(calm_models, arch)
     assert batch["uses_prefix"].tolist() == [False, True, True, False, True, True]
     assert len(set(map(len, (e.input_ids for e in examples)))) > 1  # right padding in play
     plain = collate_examples(examples, tok.pad_token_id)
-    _assert_same(_grads(model, lambda: causal_lm_loss(*label_logits(model, batch)[:2])),
+    _assert_same(_grads(model, lambda: causal_lm_loss(model, batch)),
                  _grads(model, lambda: model(**plain).loss))  # Hugging Face's own loss on the full rows
     # Where the prefix cannot be shared (FSDP), the batch becomes the full rows again.
     back = without_prefix(batch, tok.pad_token_id)

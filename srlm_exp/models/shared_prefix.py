@@ -28,6 +28,8 @@ from torch import Tensor
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
 
+from srlm_exp.models.heads import decoder_of
+
 log = logging.getLogger(__name__)
 IMPLEMENTATION = "srlm_shared_prefix"
 _active = threading.local()
@@ -295,8 +297,8 @@ def positions_after(prefixes: Sequence[PrefixKV], rows: int) -> Tensor:
 
 def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: Sequence[PrefixKV] = (),
             row_masks: Sequence[Tensor | None] | None = None, cache: RowCache | None = None,
-            positions: Tensor | None = None, record: bool = False, logits_to_keep: int | Tensor = 0
-            ) -> tuple[Tensor, PrefixKV | None]:
+            positions: Tensor | None = None, record: bool = False, logits_to_keep: int | Tensor = 0,
+            hidden: bool = False) -> tuple[Tensor, PrefixKV | None]:
     """Logits of R rows of new tokens ([R, S], `mask` True on real tokens, padding on either side) that
     continue `prefixes` (each of G groups; R is a multiple of G, rows group-major). `row_masks[i]` [R]
     keeps rows that do not continue prefix i out of it (an ordinary row in a batch of rubric rows). With
@@ -304,7 +306,8 @@ def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: S
     tokens' keys and values are returned as a PrefixKV (differentiable when grad is enabled), for rows
     that continue them in a later call.
     Positions default to: the prefixes' real lengths, then counting the row's real tokens. `logits_to_keep`
-    is passed to the model (a boolean [R, S] mask projects only those positions, flattened)."""
+    is passed to the model (a boolean [R, S] mask projects only those positions, flattened). With `hidden`
+    the decoder's final hidden states [R, S, d] are returned instead of logits (models/heads.py)."""
     R, S = input_ids.shape
     mask = torch.ones_like(input_ids, dtype=torch.bool) if mask is None else mask.bool()
     start = 0
@@ -323,7 +326,10 @@ def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: S
     levels = [_Level(p, R // p.groups, None if row_masks is None else row_masks[i]) for i, p in enumerate(prefixes)]
     kept = PrefixKV(mask=mask, lengths=mask.sum(-1)) if record else None
     with _using(model, _Step(levels, own_valid, start, cache, kept)):
-        logits = model(input_ids=input_ids, position_ids=positions, use_cache=False, logits_to_keep=logits_to_keep).logits
+        if hidden:
+            logits = decoder_of(model)(input_ids=input_ids, position_ids=positions, use_cache=False).last_hidden_state
+        else:
+            logits = model(input_ids=input_ids, position_ids=positions, use_cache=False, logits_to_keep=logits_to_keep).logits
     if cache is not None:
         cache.length = start + S
     if kept is not None and bool(mask.all()):

@@ -26,11 +26,15 @@ from srlm_exp import layout
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.models.context import sequence_budget
+from srlm_exp.models.heads import decoder_of, output_head, plain_projection_problem
 from srlm_exp.records import PromptCandidates
 from srlm_exp.training.base import PolicyModule, reference_pass
 from srlm_exp.training.batching import collate_examples
+from srlm_exp.training.label_logps import chunked_logps
+from srlm_exp.training.losses import token_logps
 from srlm_exp.training.optim import adamw_with_cosine
 from srlm_exp.training.replay import candidates_to_train_on
+from srlm_exp.training.sharding import is_sharded
 from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_data
 
 VALUE_HEAD_FILE = layout.VALUE_HEAD  # beside M(t) in its iteration directory
@@ -83,15 +87,21 @@ def response_mask(labels: torch.Tensor) -> torch.Tensor:
 
 def token_logps_and_values(model, value_head: nn.Module | None, batch: dict[str, torch.Tensor]):
     """([B, L] log pi of token j given the tokens before it, [B, L] V of the state before token j or None),
-    meaningful where `response_mask` holds."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=value_head is not None)
-    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
-    targets = batch["input_ids"][:, 1:]
-    token_logps = F.pad(logp.gather(-1, targets[..., None]).squeeze(-1), (1, 0))
+    meaningful where `response_mask` holds (0 elsewhere). Only the response tokens are projected onto the
+    vocabulary, in chunks (training/label_logps.py); the model's own forward where it must project them all."""
+    ids, mask = batch["input_ids"], response_mask(batch["labels"])
+    if is_sharded(model) or plain_projection_problem(model) is not None:
+        out = model(input_ids=ids, attention_mask=batch["attention_mask"], output_hidden_states=value_head is not None)
+        hidden = out.hidden_states[-1] if value_head is not None else None
+        logps = token_logps(out.logits[:, :-1][mask[:, 1:]], ids[:, 1:][mask[:, 1:]])
+    else:
+        hidden = decoder_of(model)(input_ids=ids, attention_mask=batch["attention_mask"], use_cache=False).last_hidden_state
+        logps = chunked_logps(output_head(model), hidden[:, :-1][mask[:, 1:]], ids[:, 1:][mask[:, 1:]])
+    per_token = torch.zeros(ids.shape, dtype=logps.dtype, device=ids.device).masked_scatter(mask, logps)
     if value_head is None:
-        return token_logps, None
-    values = F.pad(value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1), (1, 0))
-    return token_logps, values
+        return per_token, None
+    values = F.pad(value_head(hidden[:, :-1].float()).squeeze(-1), (1, 0))
+    return per_token, values
 
 
 # --- rollouts -----------------------------------------------------------------------------------------

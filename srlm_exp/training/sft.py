@@ -17,7 +17,7 @@ from srlm_exp.pairs.build import top_candidate
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.replay import candidates_to_train_on
-from srlm_exp.training.shared_batches import causal_lm_loss, label_logits
+from srlm_exp.training.shared_batches import causal_lm_loss
 from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_data
 
 
@@ -36,7 +36,7 @@ class SFTModule(PolicyModule):
 
     def training_step(self, batch, batch_idx):
         # Logits only where a label is predicted; a shared prefix forwarded once (training/shared_batches.py).
-        loss = causal_lm_loss(*label_logits(self.model, batch)[:2])
+        loss = causal_lm_loss(self.model, batch)
         n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
         p = self.hparams.log_prefix
         self.log(f"{p}/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])

