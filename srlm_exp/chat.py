@@ -37,8 +37,10 @@ def raw_prompt_ids(tokenizer, text: str) -> list[int]:
     return ids
 
 
-def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_len_key: str = "max_len") -> ChatExample:
-    """Tokenize a user/assistant exchange; the labels mask the prompt and keep the EOS.
+def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_len_key: str = "max_len",
+                 ended: bool = True) -> ChatExample:
+    """Tokenize a user/assistant exchange; the labels mask the prompt and keep the EOS. A response that did
+    not end (`ended=False`: cut off by its new-token budget) gets no EOS: it is not taught as finished.
 
     Raises TemplatePrefixError when the tokenized prompt is not a prefix of the tokenized
     prompt+response (labels would then be shifted against the text the model sees at
@@ -60,7 +62,10 @@ def chat_example(tokenizer, instruction: str, response: str, max_len: int, max_l
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos_token: set one so the model learns to stop")
     eos_at = [i for i in range(len(p_ids), len(full_ids)) if full_ids[i] == tokenizer.eos_token_id]
-    if eos_at:
+    if not ended:
+        # What the model wrote and nothing after it: no end of turn it never produced.
+        full_ids = full_ids[: eos_at[0]] if eos_at else full_ids
+    elif eos_at:
         # The turn ends at its EOS; what a template writes after it (ChatML's "\n") is never generated:
         # generation stops at EOS, so training on it would only teach a token the model never emits.
         full_ids = full_ids[: eos_at[0] + 1]

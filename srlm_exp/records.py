@@ -70,6 +70,7 @@ class JudgedCandidate:
     gt_score: float | None = None
     gt_correct: bool | None = None
     source: str = "policy"        # which model sampled it: the policy M(t), or a candidate model's path
+    finished: bool | None = None  # ended within its new-token budget (None: not recorded, older files)
 
     @property
     def score(self) -> float:
@@ -81,13 +82,56 @@ class JudgedCandidate:
                "score": _to_json_number(self.score)}
         if self.graded:
             row["gt_score"], row["gt_correct"] = self.gt_score, self.gt_correct
+        if self.finished is not None:
+            row["finished"] = self.finished
         return row
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "JudgedCandidate":
         judgment = CandidateJudgments(list(row["judgments"]), [_from_json_number(s) for s in row["judgment_scores"]])
         return cls(row["text"], int(row["length"]), judgment, graded="gt_score" in row, gt_score=row.get("gt_score"),
-                   gt_correct=row.get("gt_correct"), source=row.get("source", "policy"))
+                   gt_correct=row.get("gt_correct"), source=row.get("source", "policy"), finished=row.get("finished"))
+
+    @property
+    def cut_off(self) -> bool:
+        """Known to have been cut off by its new-token budget."""
+        return self.finished is False
+
+
+CUT_OFF_RULES = ("drop", "penalty", "keep")
+
+
+@dataclass(frozen=True)
+class CutOffRule:
+    """What training does with a candidate cut off by its new-token budget (TRL: `missing_eos_penalty`).
+
+    drop:    it is left out of training altogether: no side of a pair, no SFT target, no rollout;
+    penalty: its score is lowered by `penalty` before pairs, targets or rewards are made, and it is never
+             a pair's chosen side or an SFT target (a pair that would choose it is dropped);
+    keep:    it is trained on like a finished answer (the behaviour before cut-offs were recorded).
+    Whatever the rule, a cut-off answer is never taught to end (chat.chat_example(ended=False))."""
+
+    rule: str = "drop"
+    penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in CUT_OFF_RULES:
+            raise ValueError(f"cut-off rule {self.rule!r} is not one of {', '.join(CUT_OFF_RULES)}")
+
+    def apply(self, candidates: Sequence[JudgedCandidate]) -> list[JudgedCandidate]:
+        if self.rule == "drop":
+            return [c for c in candidates if not c.cut_off]
+        if self.rule == "keep":
+            return list(candidates)
+        return [c if not c.cut_off else JudgedCandidate(
+            c.text, c.length, CandidateJudgments(list(c.judgment.texts), [s - self.penalty for s in c.judgment.scores]),
+            c.graded, c.gt_score, c.gt_correct, c.source, c.finished) for c in candidates]
+
+    def may_be_chosen(self, candidate: JudgedCandidate) -> bool:
+        return self.rule == "keep" or not candidate.cut_off
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "penalty": self.penalty}
 
 
 @dataclass
@@ -99,6 +143,7 @@ class PromptCandidates:
     instruction: str
     candidates: list[JudgedCandidate]
     family: str | None = None
+    cut_off: CutOffRule | None = None  # how its cut-off candidates are trained on (None: as finished ones)
 
     @property
     def parse_rate(self) -> float:
@@ -113,12 +158,24 @@ class PromptCandidates:
                "candidates": [c.to_json() for c in self.candidates], "judge_parse_rate": self.parse_rate}
         if self.graded:
             row["family"] = self.family
+        if self.cut_off is not None:
+            row["cut_off"] = self.cut_off.to_json()
         return row
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> "PromptCandidates":
+        rule = CutOffRule(**row["cut_off"]) if row.get("cut_off") is not None else None
         return cls(int(row["prompt_id"]), row["instruction"], [JudgedCandidate.from_json(c) for c in row["candidates"]],
-                   row.get("family"))
+                   row.get("family"), rule)
+
+    def for_training(self) -> list[JudgedCandidate]:
+        """The candidates that training may use, as training sees them, under the row's cut-off rule."""
+        return self.candidates if self.cut_off is None else self.cut_off.apply(self.candidates)
+
+    @property
+    def cut_off_rate(self) -> float | None:
+        known = [c.finished for c in self.candidates if c.finished is not None]
+        return None if not known else sum(not f for f in known) / len(known)
 
 
 def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandidate]:
@@ -131,7 +188,9 @@ def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandida
         m = merged.get(c.text)
         if m is None:
             merged[c.text] = JudgedCandidate(c.text, c.length, CandidateJudgments(list(c.judgment.texts), list(c.judgment.scores)),
-                                             c.graded, c.gt_score, c.gt_correct, c.source)
+                                             c.graded, c.gt_score, c.gt_correct, c.source, c.finished)
         else:
             m.judgment = CandidateJudgments(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)
+            if m.finished is not None and c.finished is not None:
+                m.finished = m.finished and c.finished  # the same text cut once is a cut text
     return list(merged.values())

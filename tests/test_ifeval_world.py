@@ -60,15 +60,17 @@ def test_many_base_tasks_without_commas():
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_held_out_base_tasks_share_nothing_with_training(seed):
-    train, held = split_base_tasks(seed, 0.25)
-    assert {t.topic for t in train}.isdisjoint({t.topic for t in held})
-    assert {t.text for t in train}.isdisjoint({t.text for t in held})
-    assert len({t.topic for t in held}) == 22 and len(train) + len(held) == len(all_base_tasks())
+    train, held, val = split_base_tasks(seed, 0.25, 0.1)
+    topics = [{t.topic for t in part} for part in (train, held, val)]
+    assert all(a.isdisjoint(b) for i, a in enumerate(topics) for b in topics[i + 1:])
+    assert {t.text for t in train}.isdisjoint({t.text for t in held} | {t.text for t in val})
+    assert len(topics[1]) == 22 and len(topics[2]) == 9 and len(train) + len(held) + len(val) == len(all_base_tasks())
+    assert split_base_tasks(seed, 0.25)[2] == []  # no validation split unless asked
 
 
 def test_held_out_prompts_share_no_base_task_with_training_prompts(tmp_path):
     data = _source(3).build(tmp_path)
-    train, held = split_base_tasks(3, 0.25)
+    train, held, _ = split_base_tasks(0, 0.25, 0.1)  # the split follows split_seed (0), not the seed
     train_texts, held_texts = {t.text for t in train}, {t.text for t in held}
     for name, allowed in (("eval", held_texts), ("judge_eval_prompts", held_texts), ("eft_prompts", train_texts)):
         rows = read_jsonl(tmp_path / f"{name}.jsonl")
@@ -156,7 +158,7 @@ def test_clash_refuses_a_keyword_that_is_also_forbidden():
 
 @pytest.mark.parametrize("held", [False, True], ids=["training", "held_out"])
 def test_every_generated_prompt_parses_back_and_its_constraints_combine(held):
-    train, held_out = split_base_tasks(0, 0.25)
+    train, held_out, _ = split_base_tasks(0, 0.25)
     gen = PromptGenerator(held_out if held else train, two_constraints=0.5, max_required_words=150)
     rng = random.Random(1)
     seen_types, n_two = set(), 0
@@ -182,7 +184,7 @@ def test_every_generated_prompt_parses_back_and_its_constraints_combine(held):
 
 
 def test_prompts_are_a_function_of_the_seed_only():
-    train, _ = split_base_tasks(0, 0.25)
+    train, _, _ = split_base_tasks(0, 0.25)
     gen = PromptGenerator(train, 0.5, 150)
     random.seed(1)
     a = [p.instruction for p in unique_prompts(gen, random.Random("x"), 50)]
@@ -431,7 +433,7 @@ def test_source_capabilities_and_files(tmp_path):
 def test_build_is_deterministic_and_resumes(tmp_path):
     _source(4).build(tmp_path / "a")
     _source(4).build(tmp_path / "b")
-    _source(5).build(tmp_path / "c")
+    _source(5, split_seed=5).build(tmp_path / "c")  # another training seed and another split
     for name in ("eval", "judge_eval_prompts", "eft_prompts"):
         a = (tmp_path / "a" / f"{name}.jsonl").read_text()
         assert a == (tmp_path / "b" / f"{name}.jsonl").read_text() != (tmp_path / "c" / f"{name}.jsonl").read_text()
@@ -633,3 +635,28 @@ def test_the_loop_makes_judge_eval_before_m0_is_evaluated_and_eft_before_m1(tmp_
     assert trained["eft"] == len(read_jsonl(job / "data" / "eft_graded.jsonl")) > 0
     assert trained["ift"] == 0 and read_jsonl(job / "data" / "ift.jsonl") == []
     assert "judge_eval_sets" in m0_entry["timings"]
+
+
+def test_the_test_set_is_one_for_every_seed_and_the_validation_split_has_topics_of_its_own(tmp_path):
+    """The seed changes training, never the test set; recipes are chosen on a split the test never sees."""
+    built = {s: _source(s).build(tmp_path / f"s{s}") for s in (1, 2)}
+    test = {s: read_jsonl(tmp_path / f"s{s}" / "eval.jsonl") for s in built}
+    assert test[1] == test[2]
+    assert read_jsonl(tmp_path / "s1" / "judge_eval_prompts.jsonl") == read_jsonl(tmp_path / "s2" / "judge_eval_prompts.jsonl")
+    assert read_jsonl(tmp_path / "s1" / "eft_prompts.jsonl") != read_jsonl(tmp_path / "s2" / "eft_prompts.jsonl")
+    _source(1, eval_split="validation").build(tmp_path / "val")
+    val = read_jsonl(tmp_path / "val" / "eval.jsonl")
+    train, held, val_tasks = split_base_tasks(0, 0.25, 0.1)
+    assert val and all(r["base_task"] in {t.text for t in val_tasks} for r in val)
+    assert {r["base_task"] for r in val}.isdisjoint({r["base_task"] for r in test[1]})
+    assert read_jsonl(tmp_path / "val" / "judge_eval_prompts.jsonl") == read_jsonl(tmp_path / "s1" / "judge_eval_prompts.jsonl")
+    other = _source(1, split_seed=5).build(tmp_path / "split5")
+    assert read_jsonl(tmp_path / "split5" / "eval.jsonl") != test[1] and other.split_seed == 5
+
+
+@pytest.mark.parametrize("kw, key", [(dict(eval_split="dev"), "eval_split"), (dict(validation_topics=0.8), "validation_topics"),
+                                     (dict(eval_split="validation", validation_topics=0.0), "eval_split")])
+def test_split_settings_are_checked(kw, key):
+    with pytest.raises(ConfigError) as err:
+        _source(0, **kw)
+    assert key in str(err.value)

@@ -7,7 +7,7 @@ from typing import Any
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.data.seed_data import Grade, GradeAccuracies, GroundTruth, SeedData
-from srlm_exp.inference.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Completion, Sampling, sample
 
 
 def policy_responses(model, tokenizer, instructions: list[str], sampling: Sampling, batch_size: int) -> list[str]:
@@ -25,6 +25,8 @@ def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str])
     graded = []
     for row, resp in zip(rows, responses):
         entry = {"instruction": row["instruction"], "response": resp, "length": len(resp)}
+        if isinstance(resp, Completion):
+            entry["finished"] = resp.finished
         if graded_by is not None:
             g = graded_by.grade(row["instruction"], resp)
             if g is None:
@@ -33,6 +35,9 @@ def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str])
             per_family[row.get("family", "all")].append(g)
         graded.append(entry)
     metrics: dict[str, Any] = {"mean_length": sum(e["length"] for e in graded) / max(1, len(graded)), "n": len(graded)}
+    ended = [e["finished"] for e in graded if "finished" in e]
+    if ended:  # the share of answers the new-token budget cut off
+        metrics["cut_off_rate"] = sum(not f for f in ended) / len(ended)
     if graded_by is not None:
         allg = [g for gs in per_family.values() for g in gs]
         metrics["gt_score"] = sum(g.score for g in allg) / len(allg)

@@ -50,8 +50,9 @@ def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: Candida
             family = family or (gt.family if gt is not None else None)
             entries.append(JudgedCandidate(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), judgment,
                                            graded=graded, gt_score=None if gt is None else gt.score,
-                                           gt_correct=None if gt is None else gt.correct, source=source))
-        rows.append(PromptCandidates(k, prompt, entries, family))
+                                           gt_correct=None if gt is None else gt.correct, source=source,
+                                           finished=getattr(text, "finished", None)))
+        rows.append(PromptCandidates(k, prompt, entries, family, sampler.cut_off))
     return rows
 
 

@@ -1,7 +1,10 @@
 """The IFEval world as seed data (conf/data/ifeval.yaml, docs/ifeval_world.md).
 
 Prompts: a base task plus one or two IFEval constraints (prompts.py); graded by IFEval's own checkers
-(grader.py). Everything but the model's responses is a function of `seed`:
+(grader.py). The split (which topics are held out for the test and validation prompts) and the held-out prompts
+are a function of `split_seed` alone, so every training seed is measured on the same test set; the training
+prompts (EFT, IFT, the loop's pool draws) are a function of `seed`. `eval_split` chooses which held-out split
+eval.jsonl holds: `test` for reported runs, `validation` (topics of their own) for choosing recipes.
 
   build() writes, with no model:
     eval.jsonl                held-out prompts for the policy ({"instruction", "family", "base_task", "constraints"})
@@ -47,6 +50,7 @@ __all__ = ["IFEvalSizes", "IFEvalSeedData", "IFT_SOURCES"]
 log = logging.getLogger(__name__)
 
 IFT_SOURCES = ("own_passing", "none")
+EVAL_SPLITS = ("test", "validation")
 BUILT = ("eval", "judge_eval_prompts", "eft_prompts")
 # Sizes every data source is handed by debug=smoke and model=smollm2 (conf/debug/smoke.yaml,
 # conf/model_defaults/smollm2.yaml) that mean nothing here: there is no corpus and no instruction-writing rows.
@@ -71,6 +75,7 @@ class IFEvalSeedData(SeedData):
 
     def __init__(self, name: str, seed: int, eft: bool = True, ift: str = "own_passing",
                  two_constraints: float = 0.5, held_out_topics: float = 0.25, max_required_words: int | None = 150,
+                 split_seed: int = 0, validation_topics: float = 0.1, eval_split: str = "test",
                  max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.9,
                  sizes: DictConfig | dict | None = None):
         s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes or {})
@@ -102,24 +107,37 @@ class IFEvalSeedData(SeedData):
               require(isinstance(held_out_topics, (int, float)) and 0 < held_out_topics < 1, "held_out_topics",
                       f"is {held_out_topics!r}, must be in (0, 1)",
                       "set held_out_topics=0.25 (the share of topics held out for eval and judge_eval)"),
+              require(isinstance(validation_topics, (int, float)) and 0 <= validation_topics
+                      and held_out_topics + validation_topics < 1, "validation_topics",
+                      f"is {validation_topics!r}: must be >= 0 and leave training topics beside held_out_topics",
+                      "set validation_topics=0.1 (the share of topics held out for the validation split)"),
+              require(eval_split in EVAL_SPLITS, "eval_split", f"is {eval_split!r}, must be one of {', '.join(EVAL_SPLITS)}",
+                      "set eval_split=test (reported runs) or eval_split=validation (choosing a recipe)"),
+              require(eval_split != "validation" or validation_topics > 0, "eval_split",
+                      "is validation, but validation_topics is 0: there is no validation split",
+                      "set validation_topics=0.1"),
+              require(isinstance(split_seed, int), "split_seed", f"is {split_seed!r}, must be a whole number",
+                      "set split_seed=0 (the test set; keep it fixed across the seeds of an experiment)"),
               require(max_required_words is None or (isinstance(max_required_words, int) and max_required_words >= 100),
                       "max_required_words", f"is {max_required_words!r}, must be null or a whole number >= 100",
                       "set max_required_words=150 (IFEval's 'at least N words' starts at 100), or null for IFEval's 100-500"),
               *sampling_problems(temperature, top_p, max_new_tokens))
         self.sizes = z
         self.two_constraints, self.held_out_topics, self.max_required_words = two_constraints, held_out_topics, max_required_words
+        self.split_seed, self.validation_topics, self.eval_split = split_seed, validation_topics, eval_split
         self.sampling = Sampling(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p))
         self.files: dict[str, Path] = {}
-        self._generators: tuple[PromptGenerator, PromptGenerator] | None = None
+        self._generators: tuple[PromptGenerator, PromptGenerator, PromptGenerator | None] | None = None
 
     # --- prompts ------------------------------------------------------------------------------------
-    def generators(self) -> tuple[PromptGenerator, PromptGenerator]:
-        """(training generator, held-out generator): disjoint base tasks (tasks.split_base_tasks)."""
+    def generators(self) -> tuple[PromptGenerator, PromptGenerator, PromptGenerator | None]:
+        """(training, held-out (test), validation or None) generators over disjoint base tasks
+        (tasks.split_base_tasks), chosen by `split_seed`."""
         if self._generators is None:
-            train, held = split_base_tasks(self.seed, self.held_out_topics)
-            self._generators = tuple(PromptGenerator(b, self.two_constraints, self.max_required_words)
-                                     for b in (train, held))  # type: ignore[assignment]
-        return self._generators  # type: ignore[return-value]
+            train, held, val = split_base_tasks(self.split_seed, self.held_out_topics, self.validation_topics)
+            make = lambda b: PromptGenerator(b, self.two_constraints, self.max_required_words)  # noqa: E731
+            self._generators = (make(train), make(held), make(val) if val else None)
+        return self._generators
 
     def build(self, out_dir: str | Path) -> "IFEvalSeedData":
         out_dir = Path(out_dir)
@@ -127,11 +145,14 @@ class IFEvalSeedData(SeedData):
         self.files = {n: out_dir / f"{n}.jsonl" for n in names}
         if all(self.files[n].exists() for n in BUILT):  # resume: the prompts are a function of the seed
             return self
-        train, held = self.generators()
+        train, held, val = self.generators()
         z = self.sizes
-        evals = unique_prompts(held, random.Random(f"ifeval-eval:{self.seed}"), z.eval)
-        judge = unique_prompts(held, random.Random(f"ifeval-judge-eval:{self.seed}"), z.judge_eval * z.judge_eval_draws,
-                               exclude=[p.instruction for p in evals])
+        # The held-out draws follow split_seed, never the training seed: every seed is measured on one test set.
+        test = unique_prompts(held, random.Random(f"ifeval-eval:{self.split_seed}"), z.eval)
+        judge = unique_prompts(held, random.Random(f"ifeval-judge-eval:{self.split_seed}"), z.judge_eval * z.judge_eval_draws,
+                               exclude=[p.instruction for p in test])
+        evals = test if self.eval_split == "test" else \
+            unique_prompts(val, random.Random(f"ifeval-validation:{self.split_seed}"), z.eval)  # type: ignore[arg-type]
         eft = unique_prompts(train, random.Random(f"ifeval-eft:{self.seed}"), z.eft)
         for n, prompts in (("eval", evals), ("judge_eval_prompts", judge), ("eft_prompts", eft)):
             write_jsonl(self.files[n], [p.to_row() for p in prompts])

@@ -87,16 +87,19 @@ def all_base_tasks(topics: tuple[str, ...] | list[str] = TOPICS) -> list[BaseTas
             for forms, yes_no in ((FORMS, False), (YES_NO_FORMS, True)) for f in forms]
 
 
-def split_topics(seed: int, held_out_share: float) -> tuple[list[str], list[str]]:
-    """(training topics, held-out topics): `held_out_share` of the topics, chosen with `seed`, are held out
-    (at least one of each side)."""
+def split_topics(seed: int, held_out_share: float, validation_share: float = 0.0
+                 ) -> tuple[list[str], list[str], list[str]]:
+    """(training topics, held-out topics, validation topics): `held_out_share` of the topics, chosen with
+    `seed`, are held out for the test split, and the next `validation_share` for the validation split (at
+    least one training and one held-out topic; no validation topic at share 0)."""
     order = list(TOPICS)
     random.Random(f"ifeval-topics:{seed}").shuffle(order)
     n_held = min(len(order) - 1, max(1, round(held_out_share * len(order))))
-    return sorted(order[n_held:]), sorted(order[:n_held])
+    n_val = min(len(order) - n_held - 1, round(validation_share * len(order)))
+    return sorted(order[n_held + n_val:]), sorted(order[:n_held]), sorted(order[n_held:n_held + n_val])
 
 
-def split_base_tasks(seed: int, held_out_share: float) -> tuple[list[BaseTask], list[BaseTask]]:
-    """(training base tasks, held-out base tasks), split by topic (see the module docstring)."""
-    train, held = split_topics(seed, held_out_share)
-    return all_base_tasks(train), all_base_tasks(held)
+def split_base_tasks(seed: int, held_out_share: float, validation_share: float = 0.0
+                     ) -> tuple[list[BaseTask], list[BaseTask], list[BaseTask]]:
+    """(training, held-out, validation) base tasks, split by topic (see the module docstring)."""
+    return tuple(all_base_tasks(topics) for topics in split_topics(seed, held_out_share, validation_share))  # type: ignore[return-value]

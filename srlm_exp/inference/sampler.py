@@ -31,6 +31,39 @@ from srlm_exp.models.checkpoints import directory_of
 from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
 
+class Completion(str):
+    """A continuation's text that knows whether it ended: `finished` is False when it was cut off by the
+    new-token budget (no end-of-sequence token within it). Everything that takes text takes it as it is;
+    training reads `finished` so that a cut answer is never taught as a finished one (chat.chat_example)."""
+
+    finished: bool
+
+    def __new__(cls, text: str, finished: bool) -> "Completion":
+        out = super().__new__(cls, text)
+        out.finished = bool(finished)
+        return out
+
+    def __reduce__(self):  # pickled across ranks (distributed.split_map) with its flag
+        return (Completion, (str(self), self.finished))
+
+
+def ended(token_ids: Sequence[int], eos_id: int | None, pad_id: int | None, budget: int) -> bool:
+    """Whether new tokens `token_ids` (right-padded with `pad_id`, or not padded) ended within `budget`: an
+    end-of-sequence token among them, or fewer real tokens than the budget (a stop string ended them)."""
+    ids = list(token_ids)
+    if eos_id is not None and eos_id in ids:
+        return True
+    while ids and pad_id is not None and ids[-1] == pad_id:
+        ids.pop()
+    return len(ids) < budget
+
+
+def finished_share(texts: Sequence[str]) -> float | None:
+    """The share of `texts` that ended within their budget; None when none says (plain strings)."""
+    flags = [t.finished for t in texts if isinstance(t, Completion)]
+    return sum(flags) / len(flags) if flags else None
+
+
 @dataclass(frozen=True)
 class Sampling:
     max_new_tokens: int = 32
@@ -48,8 +81,9 @@ def seed_sampling(*key: object) -> None:
 
 
 def sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Sampling, n: int = 1, batch_size: int = 32,
-           desc: str = "generate", show_progress: bool = True) -> list[list[str]]:
-    """`n` continuations of every prompt (token-id lists): the decoded new text only, per prompt."""
+           desc: str = "generate", show_progress: bool = True) -> list[list[Completion]]:
+    """`n` continuations of every prompt (token-id lists): the decoded new text only, per prompt, each a
+    Completion that says whether it ended within `sampling.max_new_tokens`."""
     if not prompts:
         return []
     _check_length(model, prompts, sampling, desc)
@@ -76,7 +110,7 @@ def _check_length(model, prompts, sampling: Sampling, desc: str) -> None:
 
 
 def _vllm_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Sampling, n: int, desc: str,
-                 settings) -> list[list[str]]:
+                 settings) -> list[list[Completion]]:
     directory = directory_of(model)
     if directory is None:
         raise RuntimeError(f"{desc}: generation.backend=vllm generates from a saved model directory, and this model has "
@@ -87,7 +121,9 @@ def _vllm_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: S
     seeds = torch.randint(0, 2**31 - 1, (len(prompts) * n,)).tolist() if sampling.temperature > 0 else None
     ids = engine.generate(prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k,
                           tokenizer.eos_token_id, n, seeds)
-    return [[t.strip() for t in tokenizer.batch_decode(row, skip_special_tokens=True)] for row in ids]
+    budget = sampling.max_new_tokens
+    return [[Completion(t.strip(), ended(r, tokenizer.eos_token_id, None, budget))
+             for t, r in zip(tokenizer.batch_decode(row, skip_special_tokens=True), row)] for row in ids]
 
 
 # --- the plain path ------------------------------------------------------------------------------
@@ -102,7 +138,7 @@ def generate(
     desc: str = "generate",
     stop_strings: Sequence[str] | None = None,
     show_progress: bool = True,
-) -> list[str]:
+) -> list[Completion]:
     """One continuation per prompt with Hugging Face `generate`; returns the decoded new text only."""
     if not prompts:
         return []
@@ -110,7 +146,7 @@ def generate(
     model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
+    outputs: list[Completion] = [Completion("", False)] * len(prompts)
     do_sample = sampling.temperature > 0
     pad_id = tokenizer.pad_token_id
     bar = tqdm(total=len(prompts), desc=desc, disable=not show_progress, leave=False)
@@ -135,8 +171,8 @@ def generate(
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         new_tokens = out[:, input_ids.shape[1] :]
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        for i, t in zip(idx, texts):
-            outputs[i] = t.strip()
+        for i, t, row in zip(idx, texts, new_tokens.tolist()):
+            outputs[i] = Completion(t.strip(), ended(row, tokenizer.eos_token_id, pad_id, sampling.max_new_tokens))
         bar.update(len(idx))
     bar.close()
     if was_training:
@@ -197,7 +233,7 @@ def next_tokens(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
 
 @torch.no_grad()
 def _shared_prefix_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: Sampling, n: int,
-                          batch_size: int, desc: str, show_progress: bool) -> list[list[str]]:
+                          batch_size: int, desc: str, show_progress: bool) -> list[list[Completion]]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -207,7 +243,7 @@ def _shared_prefix_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sa
     contexts = [list(p[P:]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(contexts[i]))
     per_batch = max(1, batch_size // n)
-    outputs: list[list[str]] = [[] for _ in prompts]
+    outputs: list[list[Completion]] = [[] for _ in prompts]
     bar = tqdm(total=len(prompts) * n, desc=desc, disable=not show_progress, leave=False)
     for start in range(0, len(order), per_batch):
         idx = order[start : start + per_batch]
@@ -232,7 +268,7 @@ def _shared_prefix_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sa
             next_pos = next_pos + 1
         texts = tokenizer.batch_decode(new, skip_special_tokens=True)
         for k, i in enumerate(idx):
-            outputs[i] = [texts[k * n + j].strip() for j in range(n)]
+            outputs[i] = [Completion(texts[k * n + j].strip(), bool(done[k * n + j])) for j in range(n)]
         bar.update(rows)
     bar.close()
     if was_training:

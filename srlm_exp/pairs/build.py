@@ -15,9 +15,18 @@ PairRule = Callable[[Sequence[float], Sequence[int], random.Random], PairChoice]
 
 
 def top_candidate(row: PromptCandidates) -> JudgedCandidate | None:
-    """The highest-scored distinct candidate (the first sampled among equals); None if none has a score."""
+    """The judge's pick: the highest-scored distinct candidate (the first sampled among equals); None if none
+    has a score."""
     scored = [c for c in merge_identical(row.candidates) if not math.isnan(c.score)]
     return max(scored, key=lambda c: c.score) if scored else None
+
+
+def training_target(row: PromptCandidates) -> JudgedCandidate | None:
+    """What SFT on the top candidate trains on: the judge's pick among the candidates the row's cut-off rule
+    lets training use and choose (records.CutOffRule); None if there is none."""
+    allowed = [c for c in merge_identical(row.for_training()) if not math.isnan(c.score)
+               and (row.cut_off is None or row.cut_off.may_be_chosen(c))]
+    return max(allowed, key=lambda c: c.score) if allowed else None
 
 
 def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Random) -> tuple[list[dict], dict[str, Any]]:
@@ -27,24 +36,33 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
     histogram and the chosen/rejected lengths (`generated`), and, where candidates have a ground
     truth, whether the self-judge tracks it (`reward_watch`)."""
     pairs, choices, all_scores, self_scores, gt_scores = [], [], [], [], []
+    cut_chosen = 0
     for row in rows:
-        cands = merge_identical(row.candidates)
-        scores = [c.score for c in cands]
-        choice = rule(scores, [c.length for c in cands], rng)
-        choices.append(choice)
-        for c in cands:
+        for c in merge_identical(row.candidates):
             if not math.isnan(c.score):
                 all_scores.append(c.score)
                 if c.gt_score is not None:
                     self_scores.append(c.score)
                     gt_scores.append(c.gt_score)
+        cands = merge_identical(row.for_training())  # under the row's cut-off rule (records.CutOffRule)
+        scores = [c.score for c in cands]
+        choice = rule(scores, [c.length for c in cands], rng)
+        choices.append(choice)
         for ci, ri in choice.pairs:
             chosen, rejected = cands[ci], cands[ri]
-            pairs.append({"prompt_id": row.prompt_id, "instruction": row.instruction,
-                          "chosen": chosen.text, "rejected": rejected.text,
-                          "chosen_score": chosen.score, "rejected_score": rejected.score,
-                          "chosen_length": chosen.length, "rejected_length": rejected.length})
+            if row.cut_off is not None and not row.cut_off.may_be_chosen(chosen):
+                cut_chosen += 1
+                continue
+            pair = {"prompt_id": row.prompt_id, "instruction": row.instruction,
+                    "chosen": chosen.text, "rejected": rejected.text,
+                    "chosen_score": chosen.score, "rejected_score": rejected.score,
+                    "chosen_length": chosen.length, "rejected_length": rejected.length}
+            if chosen.finished is not None and rejected.finished is not None:
+                pair["chosen_finished"], pair["rejected_finished"] = chosen.finished, rejected.finished
+            pairs.append(pair)
     drops = summarize_drops(choices)
+    if cut_chosen:
+        drops["chosen_cut_off"] = cut_chosen
     hist = Counter(str(int(round(s))) for s in all_scores)
     stats: dict[str, Any] = {
         "pairs": {"n": len(pairs), "tie_rate": drops.get("tie", 0) / max(1, len(rows)), "dropped": drops,
@@ -53,6 +71,9 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
                       "chosen_len": mean_or_none([p["chosen_length"] for p in pairs]),
                       "rejected_len": mean_or_none([p["rejected_length"] for p in pairs])},
     }
+    cut = [c.cut_off for r in rows for c in r.candidates if c.finished is not None]
+    if cut:  # the share of sampled candidates the new-token budget cut off
+        stats["generated"]["cut_off_rate"] = sum(cut) / len(cut)
     if gt_scores:
         # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
         stats["reward_watch"] = {"self_mean": mean_or_none(self_scores), "gt_mean": mean_or_none(gt_scores),

@@ -136,8 +136,10 @@ class DPOStage(StageSettings):
         judge_rows, judge_replayed = with_replay(inputs.data_dir, t, layout.JUDGE_PAIRS, self.replay_share, inputs.seed) \
             if meta_judged else ([], 0)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
-        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len"),
-                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], max_len, "train.max_len")}
+        items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len",
+                                         ended=r.get("chosen_finished", True)),
+                  "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], max_len, "train.max_len",
+                                           ended=r.get("rejected_finished", True))}
                  for r in rows + judge_rows]
         shared = available(model, "DPO", training=True)  # each pair's prompt forwarded once for chosen and rejected
         with self.reference_model(model, inputs) as ref_model:

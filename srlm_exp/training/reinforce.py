@@ -46,13 +46,15 @@ def rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, Any]], di
     counts of what was left out and why."""
     out, dropped = [], {"unscored_candidates": 0, "prompts_with_fewer_than_2_scored": 0}
     for row in rows:
-        scored = [c for c in row.candidates if not math.isnan(c.score)]
-        dropped["unscored_candidates"] += len(row.candidates) - len(scored)
+        usable = row.for_training()  # under the row's cut-off rule
+        scored = [c for c in usable if not math.isnan(c.score)]
+        dropped["unscored_candidates"] += len(usable) - len(scored)
         if len(scored) < 2:
             dropped["prompts_with_fewer_than_2_scored"] += 1
             continue
         for c, a in zip(scored, rloo_advantages([c.score for c in scored])):
-            out.append({"instruction": row.instruction, "response": c.text, "reward": c.score, "advantage": a})
+            out.append({"instruction": row.instruction, "response": c.text, "reward": c.score, "advantage": a,
+                        "ended": c.finished is not False})
     return out, dropped
 
 
@@ -110,7 +112,7 @@ class ReinforceStage(StageSettings):
                                        self.min_examples)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
-            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")
+            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len", ended=i["ended"])
         with self.reference_model(model, inputs) as ref_model:
 
             def reference(part: list[dict]) -> list[list[float]]:

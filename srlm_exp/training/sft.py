@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.checks import check
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.pairs.build import top_candidate
+from srlm_exp.pairs.build import training_target
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.replay import candidates_to_train_on
@@ -61,7 +61,7 @@ class TopCandidateSFTStage(StageSettings):
         examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
         rows, replayed = candidates_to_train_on(data_dir, inputs.iteration, self.replay_share, inputs.seed)
         for row in rows:
-            best = top_candidate(row)
+            best = training_target(row)
             if best is not None:
                 examples.append(chat_example(tok, row.instruction, best.text, max_len, "train.max_len"))
         if len(examples) < self.min_examples:
