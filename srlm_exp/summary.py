@@ -8,6 +8,7 @@ from typing import Any
 
 from srlm_exp.artifacts import write_json
 from srlm_exp.distributed import is_main
+from srlm_exp.phases import job_peak_rss_gb
 
 
 def clean(obj: Any) -> Any:
@@ -30,6 +31,8 @@ class Summary:
         if self.path.exists():  # resume: keep what earlier attempts measured
             old = json.loads(self.path.read_text())
             self.data["iterations"] = old.get("iterations", [])
+            if isinstance(old.get("peak_rss_gb"), (int, float)):  # the job's peak over its attempts
+                self.data["peak_rss_gb"] = old["peak_rss_gb"]
 
     def entry(self, iteration: int) -> dict[str, Any] | None:
         return next((e for e in self.data["iterations"] if e["iteration"] == iteration), None)
@@ -51,5 +54,8 @@ class Summary:
         self.save()
 
     def save(self) -> None:
+        peak = job_peak_rss_gb()  # this process's and its children's peak resident memory so far
+        if peak is not None:
+            self.data["peak_rss_gb"] = max(peak, self.data.get("peak_rss_gb") or 0.0)
         if is_main():  # every rank keeps the same entries; rank 0 alone writes them
             write_json(self.path, clean(self.data))

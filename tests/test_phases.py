@@ -1,10 +1,17 @@
-"""PhaseLog: each phase's own seconds and peak GPU memory, nested phases kept apart (CUDA faked)."""
+"""PhaseLog: each phase's own seconds, peak GPU memory (CUDA faked) and peak resident memory (real: this
+process's allocations and a child process's), nested phases kept apart."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from srlm_exp import phases as phases_module
-from srlm_exp.phases import GB, PhaseLog
+from srlm_exp.phases import GB, PhaseLog, job_peak_rss_gb
 
 
 class FakeDevice:
@@ -64,4 +71,78 @@ def test_without_cuda_only_time_is_recorded(monkeypatch):
     log = PhaseLog()
     with log.phase("eval"):
         pass
-    assert log.summary() == {"timings": {"eval": 2.5}}
+    summary = log.summary()
+    assert summary["timings"] == {"eval": 2.5} and "peak_gpu_memory_gb" not in summary
+
+
+# --- resident memory, measured ----------------------------------------------------------------------
+
+linux_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from /proc")
+MB = 1024 ** 2
+BIG = 256 * MB
+
+
+def _rss() -> int:
+    return phases_module._status_bytes("self", "VmRSS")
+
+
+def _allocate_and_free() -> None:
+    buf = np.ones(BIG // 8)  # written, so resident; freed on return (numpy maps a buffer this large)
+    assert buf[-1] == 1.0
+
+
+@linux_proc
+def test_a_phase_records_its_own_peak_resident_memory_and_its_parent_and_sibling_do_not():
+    log = PhaseLog()
+    base = _rss()
+    with log.phase("train"):
+        with log.phase("candidates_and_judging"):
+            _allocate_and_free()
+        with log.phase("prompts"):
+            pass
+    with log.phase("eval"):
+        pass
+    assert _rss() < base + BIG / 4  # the buffer went back to the system
+    peak = log.summary()["peak_rss_gb"]
+    assert set(peak) == {"train", "candidates_and_judging", "prompts", "eval"}
+    assert peak["candidates_and_judging"] * GB >= base + 0.9 * BIG
+    for other in ("train", "prompts", "eval"):  # each holds what was resident, not the nested phase's spike
+        assert base * 0.9 <= peak[other] * GB < base + BIG / 2, other
+    assert job_peak_rss_gb() >= peak["candidates_and_judging"]
+
+
+@linux_proc
+def test_a_child_processs_memory_counts_in_the_phase_it_runs_in():
+    """A child (vLLM's engine core in its own process, another rank) is this job's memory too: sampled."""
+    log = PhaseLog()
+    base = _rss()
+    with log.phase("candidates_and_judging"):
+        child = subprocess.Popen([sys.executable, "-c", f"import sys, time; b = b'x' * {BIG}; print('ready', flush=True); "
+                                  "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(4 * phases_module.SAMPLE_SECONDS)
+        finally:
+            child.kill()
+            child.wait()
+    with log.phase("eval"):
+        pass
+    peak = log.summary()["peak_rss_gb"]
+    assert peak["candidates_and_judging"] * GB >= base + 0.9 * BIG
+    assert peak["eval"] * GB < base + BIG / 2
+
+
+@linux_proc
+def test_without_a_resettable_high_water_mark_the_sampler_reads_this_process_too(monkeypatch):
+    """Where /proc/self/clear_refs cannot be written (some sandboxes), the sampler's figure stands alone."""
+    monkeypatch.setattr(phases_module._RESIDENT, "hwm_resettable", False)
+    log = PhaseLog()
+    base = _rss()
+    with log.phase("train"):
+        buf = np.ones(BIG // 8)
+        time.sleep(3 * phases_module.SAMPLE_SECONDS)
+        del buf
+    with log.phase("eval"):
+        pass
+    peak = log.summary()["peak_rss_gb"]
+    assert peak["train"] * GB >= base + 0.9 * BIG and peak["eval"] * GB < base + BIG / 2

@@ -47,6 +47,10 @@ def render_report(root: Path, jobs: list[Job], problems: list[str], grid: Grid, 
     if grid.keys_under("meta_judge"):  # only grids with a meta-judge run
         out += ["", "## Meta-judge (the judge pairs M(t) trained on; closer to truth: the chosen judgment's score "
                 "nearer the grader's than the rejected's)", "", metric_table(grid, META_JUDGE_COLUMNS)]
+    phases = grid.keys_under("peak_rss_gb")
+    if phases:  # only grids with a job that recorded it (Linux hosts)
+        out += ["", "## Peak resident memory per phase (GB, the job's process and its children; a nested phase "
+                "is its own)", "", metric_table(grid, [(p, ("peak_rss_gb", p)) for p in phases])]
     fam = per_family_table(grid)
     out += ["", "## Per-family gt_score", "", fam or "_No per-family results._"]
     gains = oracle_gain_table(jobs, grid.variants)
