@@ -272,3 +272,203 @@ def test_ifeval_accuracies_get_their_own_table(tmp_path: Path) -> None:
     assert main([str(tmp_path), "--out", str(tmp_path / "r")]) == 0
     table = (tmp_path / "r" / "report.md").read_text().split("## IFEval accuracies")[1].split("##")[0]
     assert _row(table, "all", "M1")[2:] == ["0.400 ± 0.071 (2)", "0.500 ± 0.000 (2)", "0.600 ± 0.000 (2)", "—"]
+
+
+# --- paired differences (issue 39): pure functions on hand numbers, then through the command -------------
+
+def test_mcnemar_exact_on_hand_numbers() -> None:
+    from srlm_exp.report.paired import mcnemar_exact
+    # 6 prompts only M(t) gets right, none the other way: two-sided 2 * 0.5**6.
+    assert mcnemar_exact([0] * 6 + [1, 0], [1] * 6 + [1, 0]) == pytest.approx(0.03125)
+    # 1 win against 4 losses: 2 * P(X <= 1 | n=5) = 2 * 6/32.
+    assert mcnemar_exact([0, 1, 1, 1, 1], [1, 0, 0, 0, 0]) == pytest.approx(0.375)
+    assert mcnemar_exact([0, 1, 1], [1, 0, 1]) == pytest.approx(1.0)  # 1 vs 1
+    assert mcnemar_exact([1, 0], [1, 0]) == 1.0  # the models never disagree
+
+
+def test_paired_bootstrap_resamples_prompts_within_each_seed() -> None:
+    from srlm_exp.report.paired import paired_bootstrap
+    import numpy as np
+    # Seed A gains on both its prompts, seed B on neither: resampled within seeds, every resample keeps
+    # two prompts of each, so the pooled mean is always 0.5 (pooling the four prompts first would vary).
+    assert paired_bootstrap([np.array([1, 1]), np.array([0, 0])]) == (0.5, 0.5, 0.5)
+    # One seed, deltas +1 and -1: a resample's mean is -1, 0 or +1 with 1/4, 1/2, 1/4, so the 95% interval
+    # is [-1, +1] around the observed 0.
+    assert paired_bootstrap([np.array([1, -1])]) == (0.0, -1.0, 1.0)
+    # Pooled over (seed, prompt) units: (3 * 1 + 1 * 0) / 4 prompts, not the mean of the seed means.
+    mean, lo, hi = paired_bootstrap([np.array([1, 1, 1]), np.array([0])])
+    assert mean == 0.75 and lo == hi == 0.75
+    # A fixed RNG seed: the same interval every time.
+    d = [np.array([1, 0, 0, -1, 1, 0, 1, 1]), np.array([0, 1, -1, 0])]
+    first = paired_bootstrap(d)
+    assert paired_bootstrap(d) == first and first[1] < first[0] < first[2]
+    with pytest.raises(ValueError, match="no paired prompts"):
+        paired_bootstrap([np.array([])])
+
+
+def test_prompts_pair_by_instruction_text() -> None:
+    from srlm_exp.report.paired import match_prompts
+    base = [("a", True), ("b", False), ("a", False), ("gone", True)]
+    new = [("b", True), ("a", True), ("a", True), ("extra", True)]
+    b, n = match_prompts(base, new)
+    # new's order: b, then the first and second "a" against base's first and second "a"; unmatched left out.
+    assert b.tolist() == [0.0, 1.0, 0.0] and n.tolist() == [1.0, 1.0, 1.0]
+
+
+def _graded_job(root: Path, name: str, seed, correct: dict[int, list[bool]], overrides=(), choices=None,
+                extra_job=None, resolved: str | None = None) -> Path:
+    """A job dir whose iteration_t/eval_responses.jsonl grades prompts p0, p1, ... as `correct[t]`."""
+    d = root / name
+    iterations = []
+    for t, oks in correct.items():
+        it_dir = d / f"iteration_{t}"
+        it_dir.mkdir(parents=True)
+        rows = [{"instruction": f"p{k}", "response": "r", "length": 1, "gt_score": 5 * ok, "correct": ok}
+                for k, ok in enumerate(oks)]
+        (it_dir / "eval_responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        iterations.append({"iteration": t, "model": f"M{t}", "eval": {"gt_exact": sum(oks) / len(oks)},
+                           "judge": {"parse_rate": 0.0 if t == 0 else 0.5, "spearman": 0.0 if t == 0 else 0.2},
+                           "peak_rss_gb": {"train": 1.0 + t}})
+    job = {"choices": choices or {"judge": "oracle", "logger": "none", "model_debug": "tiny_smoke"},
+           "overrides": [*overrides, f"seed={seed}"], "seed": seed, **(extra_job or {})}
+    (d / "summary.json").write_text(json.dumps({"job": job, "status": "finished", "iterations": iterations}))
+    if resolved is not None:
+        (d / "resolved_config.yaml").write_text(resolved)
+    return d
+
+
+@pytest.fixture
+def graded(tmp_path: Path) -> Path:
+    """One variant, seeds 1 and 2 launched in two sweeps (job.sweep differs) with a logging-only override
+    in one, each with 4 held-out prompts graded at M0, M1, M2."""
+    root = tmp_path / "graded"
+    _graded_job(root, "sweepA/0_seed=1", 1, {0: [False, False, True, False], 1: [True, False, True, False],
+                                              2: [True, True, True, False]}, extra_job={"sweep": "10-00-00"})
+    _graded_job(root, "single/s2", 2, {0: [False, False, False, False], 1: [False, True, False, False],
+                                       2: [False, True, True, False]},
+                overrides=["trainer.enable_progress_bar=false", "hydra.job.chdir=false"],
+                choices={"judge": "oracle", "logger": "wandb", "model_debug": "tiny_smoke"},
+                extra_job={"sweep": None})
+    return root
+
+
+def test_paired_rows_on_hand_numbers(graded: Path) -> None:
+    from srlm_exp.report.paired import paired_rows
+    jobs, problems = load_jobs(find_summaries(graded), graded)
+    assert problems == []
+    variants = assign_variants(jobs)
+    assert variants == ["all"]  # the sweep's name, the logger and the progress bar define no variant
+    rows = {r.model: r for r in paired_rows(jobs, variants)}
+    assert sorted(rows) == ["M1", "M2"]
+    m2 = rows["M2"]
+    # M2 - M1: seed 1 gains p1 (+1/4), seed 2 gains p2 (+1/4); pooled over 8 prompts: 2/8.
+    assert [(s.seed, s.n, s.delta) for s in m2.vs[1].per_seed] == [("1", 4, 0.25), ("2", 4, 0.25)]
+    assert m2.vs[1].mean == 0.25 and m2.vs[1].n_prompts == 8
+    # M2 - M0: seed 1 +2/4, seed 2 +2/4.
+    assert [s.delta for s in m2.vs[0].per_seed] == [0.5, 0.5] and m2.vs[0].mean == 0.5
+    assert m2.vs[0].per_seed[0].p == pytest.approx(0.5)  # 2 wins, 0 losses: 2 * 0.5**2
+    assert m2.vs[1].lo <= 0.25 <= m2.vs[1].hi and m2.vs[0].lo > 0  # every resample gains on both seeds
+    assert m2.accuracy.mean == pytest.approx(0.625) and m2.n_seeds == 2
+    assert 1 not in rows["M1"].vs and rows["M1"].vs[0].mean == 0.25  # M1 has no "M1 - M1"
+
+
+def test_the_report_shows_paired_differences_and_pools_seeds_however_launched(graded: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    csv_path = tmp_path / "tables" / "report.csv"
+    assert main([str(graded), "--out", str(tmp_path / "o"), "--csv", str(csv_path)]) == 0
+    printed = capsys.readouterr().out
+    md = (tmp_path / "o" / "report.md").read_text()
+    section = md.split("## Paired differences")[1].split("\n## ")[0]
+    row = _row(section, "all", "M2")
+    assert row[2:5] == ["2", "8", "0.625 ± 0.177 (2)"]
+    # Each seed's resampled gain count is binomial over its 4 prompts, and the two seeds share the rate,
+    # so the pooled count is Binomial(8, rate) / 8. M2 - M1 (rate 1/4): P(0) = 0.75**8 = 0.100 > 2.5%, and
+    # P(<= 4) = 0.973 < 97.5% <= P(<= 5) -> [0, 5/8]. M2 - M0 (rate 1/2): P(0) = 0.004 < 2.5% <= P(<= 1)
+    # = 0.035 -> [1/8, 7/8].
+    assert row[5] == "+0.250 [+0.000, +0.625]" and row[6] == "+0.500 [+0.125, +0.875]"
+    assert row[7] == "1: +0.250 (p=1); 2: +0.250 (p=1)" and row[8] == "1: +0.500 (p=0.5); 2: +0.500 (p=0.5)"
+    assert _row(section, "all", "M1")[5] == "—"
+    assert "paired differences" in printed and "| all | M2 | 2 | 8 |" in printed
+    # M0's judge parsed nothing: its Spearman (written as 0) is undefined, shown as "—", not 0.
+    assert _row(md.split("## Main table")[1].split("##")[0], "all", "M0")[5] == "—"
+    assert _row(md.split("## Main table")[1].split("##")[0], "all", "M1")[5] == "0.200 ± 0.000 (2)"
+
+    import csv
+    with csv_path.open() as f:
+        table = list(csv.DictReader(f))
+    by_model = {r["model"]: r for r in table}
+    assert list(by_model) == ["M0", "M1", "M2"] and by_model["M2"]["variant"] == "all"
+    assert by_model["M2"]["seeds"] == "2" and by_model["M2"]["eval.gt_exact.mean"] == "0.625"
+    assert by_model["M2"]["vs_M1.delta"] == "0.25" and by_model["M2"]["vs_M0.prompts"] == "8"
+    assert by_model["M0"]["judge.spearman.mean"] == "" and by_model["M0"]["vs_M0.delta"] == ""  # undefined: empty
+    assert by_model["M1"]["vs_M1.delta"] == "" and by_model["M1"]["vs_M0.delta"] == "0.25"
+    assert by_model["M2"]["peak_rss_gb.train.mean"] == "3.0"  # the per-phase memory table is in it too
+
+
+def test_by_names_the_variant_keys(graded: Path, tmp_path: Path, capsys) -> None:
+    _graded_job(graded, "other/s3", 3, {0: [True] * 4, 1: [True] * 4}, choices={"judge": "additive5"},
+                overrides=["train.beta=0.5"])
+    # Without --by, judge and train.beta both differ; --by judge pools by the judge alone.
+    assert main([str(graded), "--out", str(tmp_path / "a")]) == 0
+    assert "judge=additive5,train.beta=0.5" in (tmp_path / "a" / "report.md").read_text()
+    assert main([str(graded), "--out", str(tmp_path / "b"), "--by", "judge"]) == 0
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "- `judge=oracle`: 2 job(s), seeds 1, 2" in md and "Variants by: `judge`" in md
+    assert "- `judge=additive5`: 1 job(s), seeds 3 — one seed (n=1)" in md
+    assert "one seed (n=1, no spread over seeds): judge=additive5" in capsys.readouterr().out
+    # Every --by key is in the label, even one that does not differ; "a,b" is two keys.
+    assert main([str(graded), "--out", str(tmp_path / "c"), "--by", "judge,model_debug"]) == 2
+    err = capsys.readouterr().err
+    assert "model_debug: changes no artifact" in err
+    for bad, why in (("nosuch", "nosuch: no job has this setting"), ("seed", "the seed is what a variant pools over"),
+                     ("logger", "logger: changes no artifact")):
+        assert main([str(graded), "--by", "judge", bad]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "Settings that differ between these jobs: judge, train.beta" in err
+
+
+def test_a_setting_left_at_its_default_matches_the_same_value_set_on_the_command_line(tmp_path: Path) -> None:
+    _graded_job(tmp_path, "a", 1, {0: [True]}, overrides=["train.beta=1e-1"])
+    _graded_job(tmp_path, "b", 2, {0: [True]}, resolved="train:\n  beta: 0.1\nseed: 2\n")
+    _graded_job(tmp_path, "c", 3, {0: [True]}, resolved="train:\n  beta: 0.5\n")
+    _graded_job(tmp_path, "d", 4, {0: [True]})  # no resolved config: the value is unknown
+    jobs, _ = load_jobs(find_summaries(tmp_path), tmp_path)
+    assert assign_variants(jobs) == ["train.beta=0.1", "train.beta=0.5", "train.beta=default"]
+    assert [j.variant for j in jobs] == ["train.beta=0.1", "train.beta=0.1", "train.beta=0.5", "train.beta=default"]
+    # --by may name a key only the resolved configs hold.
+    assert assign_variants(jobs, ["train.beta"]) == ["train.beta=0.1", "train.beta=0.5", "train.beta=default"]
+
+
+def test_legend_names_and_one_seed() -> None:
+    from srlm_exp.report.collect import short_names, variant_settings
+    assert variant_settings("judge=additive5,train.beta=0.1") == [("judge", "additive5"), ("train.beta", "0.1")]
+    assert variant_settings("models=[a,b],judge=x") == [("models", "[a,b]"), ("judge", "x")]
+    assert short_names(["judge=additive5,train=dpo", "judge=oracle,train=sft"]) == (
+        "judge · train", {"judge=additive5,train=dpo": "additive5 · dpo", "judge=oracle,train=sft": "oracle · sft"})
+    assert short_names(["all"]) == ("", {"all": "all"})
+
+    from srlm_exp.report.aggregate import Grid
+    from srlm_exp.report.plots import legend_labels
+    grid = Grid(["judge=a", "judge=b"])
+    assert legend_labels(grid, {"judge=a": "a", "judge=b": "b"}, {"judge=a": 3, "judge=b": 1}) == {
+        "judge=a": "a (n=3)", "judge=b": "b (n=1: no error bar)"}
+
+
+def test_head_to_head_plot_draws_each_comparison_once() -> None:
+    from srlm_exp.report.plots import _dedupe_comparisons
+    from srlm_exp.report.tables import H2H
+    rows = [H2H("v", 2, "M2", "head_to_head", "M1", 0.5, 0.3, 0.2, 2),
+            H2H("v", 2, "M2", "head_to_head", "M1 (prev)", 0.5, 0.3, 0.2, 2),  # the same comparison again
+            H2H("v", 2, "M2", "external_judge", "M1 (prev)", 0.4, 0.4, 0.2, 2),  # no vs_M1 of this judge: kept
+            H2H("v", 3, "M3", "head_to_head", "M1", 0.6, 0.2, 0.2, 2),
+            H2H("v", 3, "M3", "head_to_head", "M2 (prev)", 0.4, 0.4, 0.2, 2)]
+    assert [(h.model, h.opponent, h.source) for h in _dedupe_comparisons(rows)] == [
+        ("M2", "M1", "head_to_head"), ("M2", "M1 (prev)", "external_judge"),
+        ("M3", "M1", "head_to_head"), ("M3", "M2 (prev)", "head_to_head")]
+
+
+def test_an_override_and_its_typed_value_render_alike() -> None:
+    from srlm_exp.report.collect import format_value
+    assert format_value("1e-5") == format_value(1e-05) == "1e-05"
+    assert format_value("0.10") == format_value(0.1) == "0.1"
+    assert format_value("3") == "3" and format_value("dpo") == "dpo" and format_value(True) == "true"

@@ -1,4 +1,4 @@
-"""``python -m srlm_exp.report DIR [--out OUT]``."""
+"""``python -m srlm_exp.report DIR [--out OUT] [--by KEY ...] [--csv PATH]``."""
 
 from .cli import main
 

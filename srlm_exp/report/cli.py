@@ -1,4 +1,5 @@
-"""``srlm-report DIR [--out OUT]``: tables and plots from every summary.json under DIR."""
+"""``srlm-report DIR [--out OUT] [--by KEY ...] [--csv PATH]``: tables and plots from every summary.json
+under DIR."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import sys
 from pathlib import Path
 
 from .aggregate import Grid
-from .collect import assign_variants, find_summaries, load_jobs
+from .collect import VariantKeyError, assign_variants, find_summaries, load_jobs, short_names
+from .export import write_csv
 from .markdown import render_report
+from .paired import paired_rows, paired_table
 from .plots import plot_head_to_head, plot_metrics_over_iterations
 from .tables import MAIN_COLUMNS, head_to_head_rows, metric_table
 
@@ -23,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(tables over models M0, M1, M2, ... with mean ± std over seeds) and PNG plots.")
     p.add_argument("dir", metavar="DIR", type=Path, help="directory searched recursively, e.g. outputs/ or outputs/multirun/<date>/<time>")
     p.add_argument("--out", "-o", type=Path, default=None, help="where report.md and the plots go (default: DIR)")
+    p.add_argument("--by", nargs="+", metavar="KEY", default=None,
+                   help="the settings that define a variant, e.g. --by judge train (or judge,train; a config group "
+                        "or a dotted key such as train.beta); jobs that agree on them are pooled as seeds. "
+                        "Default: every setting whose value differs between the jobs, logging and launch "
+                        "settings (logger, progress bars, hydra.*, the sweep's name) aside")
+    p.add_argument("--csv", type=Path, default=None, metavar="PATH",
+                   help="also write the tables as one CSV: a row per variant x model, mean/std/n per metric "
+                        "and the paired differences")
     return p
 
 
@@ -45,25 +56,41 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"error: none of the {len(paths)} summary.json file(s) under {root} could be read")
         return EXIT_NO_DATA
 
-    variants = assign_variants(jobs)
+    try:
+        variants = assign_variants(jobs, args.by)
+    except VariantKeyError as e:
+        _err(f"error: {e}")
+        return EXIT_NO_DATA
     grid = Grid.build(jobs, variants)
     h2h = head_to_head_rows(grid)
+    paired = paired_rows(jobs, variants)
+    seeds = {v: sum(j.variant == v for j in jobs) for v in variants}
+    legend_title, names = short_names(variants)
     out: Path = args.out or root
     out.mkdir(parents=True, exist_ok=True)
 
     plots: dict = {}
     plot_error = None
     try:
-        plots["metrics over iterations"] = plot_metrics_over_iterations(grid, out / "metrics_over_iterations.png")
-        plots["head-to-head"] = plot_head_to_head(h2h, variants, out / "head_to_head.png")
+        plots["metrics over iterations"] = plot_metrics_over_iterations(
+            grid, out / "metrics_over_iterations.png", names=names, seeds=seeds, legend_title=legend_title)
+        plots["head-to-head"] = plot_head_to_head(h2h, variants, out / "head_to_head.png", names=names)
     except ImportError as e:  # matplotlib is a dependency, but the tables are still worth having
         plot_error = f"matplotlib unavailable ({e})"
         _err(f"warning: {plot_error}; writing tables only")
 
     report = out / "report.md"
-    report.write_text(render_report(root, jobs, problems, grid, h2h, plots, plot_error), encoding="utf-8")
+    report.write_text(render_report(root, jobs, problems, grid, h2h, plots, plot_error, paired=paired),
+                      encoding="utf-8")
+    table_csv = write_csv(args.csv, grid, paired) if args.csv else None
     unfinished = sum(j.status != "finished" for j in jobs)
     print(f"{len(jobs)} job(s), {len(variants)} variant(s)" + (f", {unfinished} not finished" if unfinished else ""))
+    single = [v for v in variants if seeds[v] == 1]
+    if single and len(jobs) > 1:
+        print(f"one seed (n=1, no spread over seeds): {', '.join(single)}")
     print(metric_table(grid, MAIN_COLUMNS))
-    print(f"\nreport: {report}")
+    if paired:
+        print("\npaired differences of prompt-level accuracy (95% paired bootstrap over prompts; McNemar p per seed):")
+        print(paired_table(paired))
+    print(f"\nreport: {report}" + (f"\ncsv: {table_csv}" if table_csv else ""))
     return 0
