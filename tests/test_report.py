@@ -415,7 +415,15 @@ def test_by_names_the_variant_keys(graded: Path, tmp_path: Path, capsys) -> None
     md = (tmp_path / "b" / "report.md").read_text()
     assert "- `judge=oracle`: 2 job(s), seeds 1, 2" in md and "Variants by: `judge`" in md
     assert "- `judge=additive5`: 1 job(s), seeds 3 — one seed (n=1)" in md
-    assert "one seed (n=1, no spread over seeds): judge=additive5" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "one seed (n=1, no spread over seeds): judge=additive5" in captured.out
+    assert "note: --by pools jobs of judge=oracle" not in captured.err  # its jobs agree on train.beta
+    assert main([str(graded), "--out", str(tmp_path / "d"), "--by", "model"]) == 2  # no job records `model`
+    capsys.readouterr()
+    # Jobs that --by pools although they differ in another setting: allowed, and said.
+    _graded_job(graded, "other/s4", 4, {0: [True] * 4}, choices={"judge": "additive5"})
+    assert main([str(graded), "--out", str(tmp_path / "e"), "--by", "train.beta"]) == 0
+    assert "note: --by pools jobs of train.beta=default that differ in judge" in capsys.readouterr().err
     # Every --by key is in the label, even one that does not differ; "a,b" is two keys.
     assert main([str(graded), "--out", str(tmp_path / "c"), "--by", "judge,model_debug"]) == 2
     err = capsys.readouterr().err

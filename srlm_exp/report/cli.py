@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .aggregate import Grid
-from .collect import VariantKeyError, assign_variants, find_summaries, load_jobs, short_names
+from .collect import VariantKeyError, assign_variants, find_summaries, load_jobs, short_names, variant_keys
 from .export import write_csv
 from .markdown import render_report
 from .paired import paired_rows, paired_table
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except VariantKeyError as e:
         _err(f"error: {e}")
         return EXIT_NO_DATA
+    for v in variants if args.by else []:  # pooling what --by leaves out is the user's call, but a visible one
+        mixed = variant_keys([j for j in jobs if j.variant == v])
+        if mixed:
+            _err(f"note: --by pools jobs of {v} that differ in {', '.join(mixed)}")
     grid = Grid.build(jobs, variants)
     h2h = head_to_head_rows(grid)
     paired = paired_rows(jobs, variants)
