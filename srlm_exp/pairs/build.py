@@ -29,6 +29,14 @@ def training_target(row: PromptCandidates) -> JudgedCandidate | None:
     return max(allowed, key=lambda c: c.score) if allowed else None
 
 
+def accepted_candidates(row: PromptCandidates, min_score: float, limit: int) -> list[JudgedCandidate]:
+    """Rejection sampling: the distinct candidates scored at least `min_score` that training may use and
+    choose under the row's cut-off rule, best first (the first sampled among equals), at most `limit`."""
+    allowed = [c for c in merge_identical(row.for_training()) if not math.isnan(c.score) and c.score >= min_score
+               and (row.cut_off is None or row.cut_off.may_be_chosen(c))]
+    return sorted(allowed, key=lambda c: -c.score)[:limit]
+
+
 def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Random) -> tuple[list[dict], dict[str, Any]]:
     """(chosen, rejected) pairs of every prompt by `rule`, and the iteration's data statistics.
 

@@ -1,7 +1,8 @@
 """Supervised fine-tuning: next-token loss on response tokens only.
 
 Used for M0 -> M1 (IFT + EFT seed data), for the paper's SFT ablation of the self-rewarding
-step (top-scored candidates), and for pretraining M0 (where every token is a label).
+step (top-scored candidates), for rejection-sampling fine-tuning (candidates scored at or above a threshold:
+expert iteration / RFT when the judge is a checker), and for pretraining M0 (where every token is a label).
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from srlm_exp.chat import IGNORE_INDEX, chat_example
-from srlm_exp.checks import check
+from srlm_exp.checks import check, require
 from srlm_exp.models.context import sequence_budget
-from srlm_exp.pairs.build import training_target
+from srlm_exp.pairs.build import accepted_candidates, training_target
 from srlm_exp.training.base import PolicyModule
 from srlm_exp.training.batching import collate_examples
 from srlm_exp.training.replay import candidates_to_train_on
@@ -73,3 +74,40 @@ class TopCandidateSFTStage(StageSettings):
         module = SFTModule(model, log_prefix="sft_top", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "replayed_prompts": replayed}
+
+
+class RejectionSamplingSFTStage(TopCandidateSFTStage):
+    """Rejection-sampling fine-tuning (train=rft): SFT of M(t) on every distinct candidate whose score is at
+    least `min_score`, up to `per_prompt` of them per prompt (the best first), and on nothing of a prompt
+    where none passes. With the checker as judge this is expert iteration (RFT, AutoIF's SFT stage): only
+    answers that meet the request are taught. Cut-off candidates follow the row's cut-off rule, and one is
+    never a target."""
+
+    def __init__(self, name: str = "rft", min_score: float = 5.0, per_prompt: int = 2, **settings):
+        super().__init__(name=name, **settings)
+        check(require(isinstance(min_score, (int, float)), "min_score", f"is {min_score!r}, must be a number",
+                      "set min_score=5 (the score a candidate needs to be trained on; 5 = the checker's full pass)"),
+              require(isinstance(per_prompt, int) and per_prompt >= 1, "per_prompt", f"is {per_prompt!r}",
+                      "set per_prompt=2 (the most distinct accepted candidates trained on per prompt)"))
+        self.min_score, self.per_prompt = float(min_score), per_prompt
+
+    def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
+        tok, data_dir = inputs.tokenizer, inputs.data_dir
+        examples, max_len = [], sequence_budget(self.max_len, model, "train.max_len")
+        rows, replayed = candidates_to_train_on(data_dir, inputs.iteration, self.replay_share, inputs.seed)
+        prompts = 0
+        for row in rows:
+            accepted = accepted_candidates(row, self.min_score, self.per_prompt)
+            prompts += bool(accepted)
+            examples += [chat_example(tok, row.instruction, c.text, max_len, "train.max_len", ended=not c.cut_off)
+                         for c in accepted]
+        if len(examples) < self.min_examples:
+            raise too_little_aift_data(data_dir, f"iteration {inputs.iteration}: only {len(examples)} candidates in "
+                                       f"{data_dir}/candidates.jsonl score at least train.min_score={self.min_score:g}",
+                                       self.min_examples)
+        loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(inputs.iteration),
+                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+        module = SFTModule(model, log_prefix="rft", **self.optimizer_args())
+        inputs.run_fit(module, loader, self.epochs, self.max_steps)
+        return {"examples": len(examples), "prompts": prompts, "replayed_prompts": replayed}
