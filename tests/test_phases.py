@@ -117,8 +117,8 @@ def test_a_child_processs_memory_counts_in_the_phase_it_runs_in():
     log = PhaseLog()
     base = _rss()
     with log.phase("candidates_and_judging"):
-        child = subprocess.Popen([sys.executable, "-c", f"import sys, time; b = b'x' * {BIG}; print('ready', flush=True); "
-                                  "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        script = f"import time; b = b'x' * {BIG}; print('ready', flush=True); time.sleep(60)"
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         try:
             assert child.stdout.readline().strip() == "ready"
             time.sleep(4 * phases_module.SAMPLE_SECONDS)

@@ -2,13 +2,14 @@
 `shared_prefix`, and read by inference/sampler.py:sample on every call."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp.checks import Problem, at_least, require
-from srlm_exp.inference.vllm_engine import VLLMSettings, installed_problem
+from srlm_exp.checks import AUTO, Problem, at_least, require
+from srlm_exp.inference.vllm_engine import AUTO_KV_CACHE_MAX_GIB, VLLMSettings, installed_problem
 
 BACKENDS = ("hf", "vllm")
 
@@ -52,9 +53,11 @@ def generation_problems(cfg: DictConfig) -> list[Problem | None]:
             for k in vllm if k not in known]
     if backend != "vllm":
         return out
-    kv = vllm.get("cpu_kv_cache_gib", 2)
-    out += [require(isinstance(kv, int) and not isinstance(kv, bool) and kv >= 1, "generation.vllm.cpu_kv_cache_gib",
-                    f"is {kv!r}, must be a whole number of GiB >= 1 (vLLM reads an integer)", "set it to 2"),
+    kv = vllm.get("cpu_kv_cache_gib", AUTO)
+    sized = kv == AUTO or (isinstance(kv, (int, float)) and not isinstance(kv, bool) and math.isfinite(kv) and kv > 0)
+    out += [require(sized, "generation.vllm.cpu_kv_cache_gib",
+                    f"is {kv!r}, must be auto (sized to each generation, at most {AUTO_KV_CACHE_MAX_GIB} GiB) or a "
+                    "size in GiB > 0", "set generation.vllm.cpu_kv_cache_gib=auto, or a fixed size such as 2"),
             require(0 < vllm.get("gpu_memory_utilization", 0.5) <= 1, "generation.vllm.gpu_memory_utilization",
                     f"is {vllm.get('gpu_memory_utilization')}, must be in (0, 1]", "set it to 0.85"),
             None if vllm.get("max_model_len") is None else at_least(vllm.get("max_model_len"), 1,

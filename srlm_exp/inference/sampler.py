@@ -116,7 +116,7 @@ def _vllm_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: S
         raise RuntimeError(f"{desc}: generation.backend=vllm generates from a saved model directory, and this model has "
                            "none (it was built in memory, or trained since it was loaded); save it with "
                            "models.loading.save_model first, or set generation.backend=hf")
-    engine = engine_for(directory, next(model.parameters()).dtype, settings)
+    engine = engine_for(directory, next(model.parameters()).dtype, settings, prompts, n, sampling.max_new_tokens)
     # One seed per continuation from torch's stream (started per phase by seed_sampling): reruns draw alike.
     seeds = torch.randint(0, 2**31 - 1, (len(prompts) * n,)).tolist() if sampling.temperature > 0 else None
     ids = engine.generate(prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k,
