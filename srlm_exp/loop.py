@@ -9,12 +9,16 @@ Layout of a job's output dir:
                         (AIFT(M(t-1)), made after M(t-1) was trained), model/ = M(t)
   iteration_t/training.json   what M(t)'s stage trained on
   summary.json
-Every phase writes its file atomically; a rerun on the same dir reads finished phases back.
+Every phase writes its file atomically; a rerun on the same dir reads finished phases back. A phase that
+writes several files writes last the one whose presence tells a rerun it is done: M(t)'s stage writes its
+record (and its own files: PPO's value head, the LoRA adapter) before M(t)'s directory.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -30,9 +34,8 @@ from srlm_exp.data.distill import Distilled, DistillTools
 from srlm_exp.data.seed_data import EFTJudgingTools, ModelJudgedEFT, ModelMadeJudgeEval
 from srlm_exp.evaluation.evaluator import Evaluator
 from srlm_exp.generation.aift import aift_done, make_aift
-from srlm_exp.generation.callback import SelfRewardCallback
 from srlm_exp.inference.vllm_engine import release_engine
-from srlm_exp.models.loading import ModelStore, is_model_dir, load_tokenizer, release
+from srlm_exp.models.loading import ModelStore, is_model_dir, load_tokenizer, release, release_cached_memory
 from srlm_exp.phases import PhaseLog
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
@@ -76,10 +79,13 @@ class Loop:
             if not distributed.share_from_main(lambda: is_model_dir(models.model_dir(t))):
                 with phases.phase("train"):  # the generation phases nested in it are timed apart
                     self.train(t, models, phases if makes_data else None)
-            elif makes_data and not distributed.share_from_main(lambda: aift_done(self.iteration_dir(t + 1))):
-                model = models.load(t)
-                self.make_aift(t, model, tokenizer, phases, models)
-                release(model)
+            else:
+                if not distributed.share_from_main(lambda: (self.iteration_dir(t) / layout.TRAINING).exists()):
+                    self.rebuild_training_record(t, models)
+                if makes_data and not distributed.share_from_main(lambda: aift_done(self.iteration_dir(t + 1))):
+                    model = models.load(t)
+                    self.make_aift(t, model, tokenizer, phases, models)
+                    release(model)
             self.record(t, evaluator, phases)
         log.info("job finished in %.1f s", time.time() - t0)
 
@@ -100,8 +106,8 @@ class Loop:
         return fit
 
     def train(self, t: int, models: ModelStore, phases: PhaseLog | None) -> None:
-        """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model,
-        the fit's callback makes AIFT(M(t)) with it."""
+        """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model, make
+        AIFT(M(t)) with it once M(t) is on disk."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
         if t == 1 and isinstance(self.seed_data, Distilled):  # dSFT: the teacher writes M1's IFT responses
             distributed.share_from_main(lambda: self.seed_data.distill(DistillTools(models.load_checkpoint, release)))
@@ -110,18 +116,47 @@ class Loop:
         release_engine()  # after the seed data's own generation: the engine would hold its model through training
         model = models.load(t - 1, trainable=True)
         # Under trainer=fsdp the fit ends with shards; the gathered weights go into M(t-1) loaded again.
-        saved = SaveModelCallback(models.model_dir(t), models.tokenizer, rebuild=partial(models.load, t - 1, True))
-        callbacks: list[pl.Callback] = [saved]
-        if phases is not None:
-            callbacks.append(SelfRewardCallback(partial(self.make_aift, t, tokenizer=models.tokenizer, phases=phases,
-                                                        models=models),
-                                                saved))
-        stage: TrainStage = self.components.seed_sft if t == 1 else self.components.train_stage
-        trained_on = stage.fit(model, self.stage_inputs(t, models, callbacks))
+        saved = SaveModelCallback(models.model_dir(t), models.tokenizer, rebuild=partial(models.load, t - 1, True),
+                                  deferred=True)
+        trained_on = self.stage(t).fit(model, self.stage_inputs(t, models, [saved]))
+        # The stage's outputs are one unit: its record, then M(t), whose directory tells a resumed job that the
+        # stage is done (the stage's own files were written before it returned). AIFT(M(t)) comes after both, so a
+        # job killed while making it keeps M(t) with its record, and the rerun makes AIFT(M(t)) with that M(t).
         if distributed.is_main():
             write_json(self.iteration_dir(t) / layout.TRAINING, trained_on)
+        saved.publish()
+        if phases is not None:
+            release_cached_memory()  # the fit's optimizer state, unreachable since the stage returned
+            # Lightning's teardown moved the model to the CPU: back on this rank's device to generate.
+            self.make_aift(t, saved.model.to(self.device), models.tokenizer, phases, models)
         release(saved.model)
         release(model)
+
+    def stage(self, t: int) -> TrainStage:
+        return self.components.seed_sft if t == 1 else self.components.train_stage
+
+    def rebuild_training_record(self, t: int, models: ModelStore) -> None:
+        """training.json of an M(t) on disk without it: a job stopped between the two by a version that wrote the
+        record after AIFT(M(t)). The stage runs again on its inputs (M(t-1) and its data) without training, so
+        it counts what it trained on; where that cannot be done, the error says how to retrain M(t)."""
+        record, model_dir = self.iteration_dir(t) / layout.TRAINING, models.model_dir(t)
+        log.warning("M%d (%s) has no training record %s: the job was stopped between them (by a version that wrote "
+                    "the record after AIFT(M%d)); rebuilding it from the stage's inputs, without training", t, model_dir,
+                    record, t)
+        pl.seed_everything(self.cfg.seed + t, workers=True)
+        model = models.load(t - 1, trainable=True)
+        inputs = replace(self.stage_inputs(t, models, []), run_fit=lambda *args: None, fitting=False)
+        try:
+            trained_on = self.stage(t).fit(model, inputs)
+        except Exception as e:
+            raise RuntimeError(f"{record} is missing beside M{t} ({model_dir}) and could not be rebuilt from the "
+                               f"stage's inputs ({type(e).__name__}: {e}). To train M{t} again, delete {model_dir}, its "
+                               f"evaluation ({self.iteration_dir(t)}/eval_*.jsonl), every later iteration_k/ directory "
+                               f"and the entries from M{t} on in summary.json; or rerun the job in a new directory") from e
+        finally:
+            release(model)
+        if distributed.is_main():
+            write_json(record, trained_on)
 
     def eft_tools(self, models: ModelStore) -> EFTJudgingTools:
         def train_ift_only() -> Path:
@@ -154,11 +189,18 @@ class Loop:
         done = self.summary.entry(t)
         if done is not None and "judge" in done:
             # A job extended past its last model (more loop.iterations) made AIFT(M(t)) after M(t)'s entry
-            # was written: add what that phase measured, keep the evaluation.
+            # was written: add what that phase measured, keep the evaluation. Likewise M(t)'s training record,
+            # where an older version wrote the entry without it (rebuild_training_record).
+            added = {}
             aift = evaluator.aift_stats(t) if "aift" not in done else None
             if aift is not None:
+                added["aift"] = aift
+            record = self.iteration_dir(t) / layout.TRAINING
+            if t > 0 and "training" not in done and record.exists():
+                added["training"] = json.loads(record.read_text())
+            if added:
                 timings = {**done.get("timings", {}), **phases.summary()["timings"]}
-                self.summary.put({**done, "aift": aift, "timings": timings})
+                self.summary.put({**done, **added, "timings": timings})
             return
         with phases.phase("eval"):
             entry = evaluator.evaluate(t)

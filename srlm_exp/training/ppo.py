@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from srlm_exp import layout
+from srlm_exp.artifacts import atomic_named_file
 from srlm_exp.chat import IGNORE_INDEX, chat_example
 from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.models.context import sequence_budget
@@ -257,6 +258,12 @@ class PPOStage(StageSettings):
                            value_clip=self.value_clip, value_coef=self.value_coef, seed=inputs.seed + t,
                            pad_id=tok.pad_token_id, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
-        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, inputs.data_dir / VALUE_HEAD_FILE)
+        head_file = inputs.data_dir / VALUE_HEAD_FILE
+        if inputs.fitting:  # before the loop writes M(t): M(t) on disk always has the head it was trained with
+            with atomic_named_file(head_file) as tmp:
+                torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp)
+        elif not head_file.exists():
+            raise FileNotFoundError(f"{head_file} is missing: M{t}'s value head is trained with M{t} and cannot be "
+                                    "rebuilt without training it again")
         return {"rollouts": len(items), "replayed_prompts": replayed, "unscored_candidates": unscored, "mean_score": mean_score,
                 "kl_to_reference": sum(kl) / len(kl)}

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlm_exp.artifacts import atomic_path
+from srlm_exp.artifacts import atomic_path, write_json
 from srlm_exp.chat import chat_example
 from srlm_exp.models.loading import load_model
 from srlm_exp.training.batching import collate_examples
@@ -59,11 +59,15 @@ class RewardModel(nn.Module):
         last = attention_mask.sum(dim=1) - 1  # rows are right-padded
         return self.head(hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()).squeeze(-1)
 
-    def save(self, out_dir: Path, tokenizer) -> None:
+    def save(self, out_dir: Path, tokenizer, beside: dict[str, Any] | None = None) -> None:
+        """The backbone, its tokenizer, the head and `beside` ({file name: JSON}, e.g. its quality) in one
+        directory, written at once: a resumed job that finds the directory reads all of them back."""
         with atomic_path(out_dir) as tmp:
             self.backbone.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             torch.save(self.head.state_dict(), tmp / HEAD_FILE)
+            for name, obj in (beside or {}).items():
+                write_json(tmp / name, obj)
 
     @classmethod
     def load(cls, path: Path, tokenizer, device) -> "RewardModel":

@@ -1,6 +1,7 @@
 """The end of every fit: the trained model becomes a plain model directory before anything uses it."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -21,12 +22,16 @@ class SaveModelCallback(pl.Callback):
     Under trainer=fsdp each rank ends training with only a shard of the model. The full weights are
     gathered in `on_train_end`, while the shards are still on their devices and before Lightning's
     teardown. In `on_fit_end` they are loaded into `rebuild()`, a fresh model of the trained
-    structure (for the loop: M(t-1) loaded again, with its LoRA adapters)."""
+    structure (for the loop: M(t-1) loaded again, with its LoRA adapters).
 
-    def __init__(self, out_dir: Path, tokenizer, rebuild: Callable[[], nn.Module]):
-        self.out_dir, self.tokenizer, self.rebuild = Path(out_dir), tokenizer, rebuild
+    With `deferred`, the fit ends with the plain model in memory (and the LoRA adapter on disk), and its
+    owner writes the model with `publish()` once what belongs with it is on disk: the loop's M(t) and its
+    training record are one unit, since a resumed job takes M(t)'s directory for a finished stage."""
+
+    def __init__(self, out_dir: Path, tokenizer, rebuild: Callable[[], nn.Module], deferred: bool = False):
+        self.out_dir, self.tokenizer, self.rebuild, self.deferred = Path(out_dir), tokenizer, rebuild, deferred
         self._gathered: dict | None = None
-        self.model: nn.Module | None = None  # the saved plain model, once finalized
+        self.model: nn.Module | None = None  # the plain model, once finalized
 
     def on_train_end(self, trainer, pl_module) -> None:
         if is_sharded(pl_module.model):
@@ -39,7 +44,7 @@ class SaveModelCallback(pl.Callback):
         self.finalize(trainer, pl_module)
 
     def finalize(self, trainer, pl_module) -> nn.Module:
-        """Save M(t) (on the first call) and return it as a plain model."""
+        """Save M(t) (on the first call, unless deferred) and return it as a plain model."""
         if self.model is not None:
             return self.model
         if self._gathered is not None:
@@ -47,10 +52,23 @@ class SaveModelCallback(pl.Callback):
         # Every rank merges its own (identical) copy, so the generation phase that follows runs the
         # saved model on all ranks; rank 0 alone writes (the adapter too: small, relative to M(t-1)).
         if trainer.is_global_zero and is_lora(pl_module.model):
-            save_adapter(pl_module.model, self.out_dir.with_name(self.out_dir.name + "_adapter"))
+            adapter = self.out_dir.with_name(self.out_dir.name + "_adapter")
+            if adapter.is_dir():  # an earlier attempt's, killed before its model was written: not this fit's
+                shutil.rmtree(adapter)
+            save_adapter(pl_module.model, adapter)
         pl_module.model = merged_copy_if_lora(pl_module.model)
-        if trainer.is_global_zero:
-            save_model(pl_module.model, self.tokenizer, self.out_dir)
-        distributed.barrier()  # no rank reads M(t) before it is on disk
         self.model = pl_module.model
+        if not self.deferred:
+            self._save(trainer.is_global_zero)
         return self.model
+
+    def publish(self) -> None:
+        """Write the deferred model (rank 0; every rank waits until it is on disk)."""
+        if self.model is None:
+            raise RuntimeError(f"{self.out_dir}: publish() before the fit ended; the model is written after its fit")
+        self._save(distributed.is_main())
+
+    def _save(self, main: bool) -> None:
+        if main:
+            save_model(self.model, self.tokenizer, self.out_dir)
+        distributed.barrier()  # no rank reads M(t) before it is on disk

@@ -2,8 +2,9 @@
 
 A stage (conf/seed_sft/*.yaml for M1, conf/train/*.yaml for every later model) is built from its
 config and gets, per iteration, the model to train and `StageInputs`. It builds its data, fits the
-model through `inputs.run_fit` (whose callbacks save M(t) and make the next iteration's data) and
-returns what it trained on, which the loop stores in the iteration's `training.json`.
+model through `inputs.run_fit`, writes its own files (if any) and returns what it trained on, which the loop
+stores in the iteration's `training.json` before M(t) itself: a stage's outputs are one unit, and M(t)'s
+directory, written last, tells a resumed job that the stage is done.
 """
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ class StageInputs:
     load_model: Callable[[int], Any]     # M(k) for k < t, ready to use (e.g. DPO's fixed-M1 reference)
     release: Callable[[Any], None]       # frees a model from load_model
     meta_judge: Any = None               # the MetaJudge (meta_judge=...): M1 also learns its format
+    # False when a resumed job rebuilds the record of an M(t) already on disk (loop.rebuild_training_record):
+    # run_fit trains nothing, and the stage writes none of its files (they belong to the M(t) that was trained).
+    fitting: bool = True
 
 
 class TrainStage(Protocol):
