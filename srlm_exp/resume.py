@@ -19,8 +19,10 @@ from srlm_exp.checks import ConfigError, Problem
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "resolved_config.yaml"
-# Settings that change how a run is watched, not what it writes (and the switch itself).
-NEUTRAL = ("logger", "paths", "resume_anyway", "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+# Settings that change how a run is watched or how much memory it takes, not what it writes (and the switch
+# itself). vLLM's KV cache size changes how many sequences run at once, never a token: each has its own seed.
+NEUTRAL = ("logger", "paths", "resume_anyway", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+           "generation.vllm.cpu_kv_cache_gib")
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
