@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "resolved_config.yaml"
 # Settings that change how a run is watched or how much memory it takes, not what it writes (and the switch
-# itself). vLLM's KV cache size changes how many sequences run at once, never a token: each has its own seed.
+# itself). vLLM's KV cache size changes how many sequences run at once; each keeps its own seed, so a phase
+# draws alike (batch shapes can still round floats differently, as thread counts do).
 NEUTRAL = ("logger", "paths", "resume_anyway", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
            "generation.vllm.cpu_kv_cache_gib")
 
