@@ -39,7 +39,7 @@ N_PROMPTS = 8
 # Float noise on a response's summed log-prob is ~1e-5 nats here (fp32, ~10 tokens). Measured at FIT: the
 # margin rose by 3.5 (SFT) to 6.6 (RLOO) nats, the chosen answer's log-prob under DPO + NLL and SFT by 6.3
 # and 6.4; with the optimizer step skipped every measure moved by 0.0, with the loss's sign flipped the
-# margins fell by 3.9 to 10.6 nats.
+# margins fell by 2.8 to 6.9 nats.
 MOVED = 0.5
 # A 1-layer Llama at init range 0.02 learns from a step this size in a few dozen steps (a pretrained
 # model's 1e-5 would need hundreds); the schedule itself is the stages' own (warm-up, cosine, floor).
