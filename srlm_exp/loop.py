@@ -37,6 +37,7 @@ from srlm_exp.generation.aift import aift_done, make_aift
 from srlm_exp.inference.vllm_engine import release_engine
 from srlm_exp.models.loading import ModelStore, is_model_dir, load_tokenizer, release, release_cached_memory
 from srlm_exp.phases import PhaseLog
+from srlm_exp.progress import LoggedPhases, TrainingProgress, job_finished
 from srlm_exp.summary import Summary
 from srlm_exp.tracking import Tracker
 from srlm_exp.training.fit import make_trainer
@@ -58,7 +59,7 @@ class Loop:
     # --- the sequence ---------------------------------------------------------------------------
     def run(self) -> None:
         t0 = time.time()
-        m0_phases = PhaseLog()
+        m0_phases = LoggedPhases(self.out, 0)  # PhaseLog whose phases say when they start and end
         with m0_phases.phase("m0"):
             m0_dir = self.components.model_source.m0(self.cfg.model, self.seed_data, self.cfg.paths.cache_dir, self.cfg.trainer,
                                             self.cfg.seed)
@@ -73,7 +74,7 @@ class Loop:
         self.record(0, evaluator, m0_phases)
         last = self.cfg.loop.iterations + 1
         for t in range(1, last + 1):
-            phases = PhaseLog()
+            phases = LoggedPhases(self.out, t)
             makes_data = t < last
             # Rank 0 decides what a resumed job skips: every rank must take the same branch.
             if not distributed.share_from_main(lambda: is_model_dir(models.model_dir(t))):
@@ -87,7 +88,7 @@ class Loop:
                     self.make_aift(t, model, tokenizer, phases, models)
                     release(model)
             self.record(t, evaluator, phases)
-        log.info("job finished in %.1f s", time.time() - t0)
+        job_finished(t0)  # or that a rerun found everything done
 
     # --- stages ---------------------------------------------------------------------------------
     def stage_inputs(self, t: int, models: ModelStore, callbacks: list[pl.Callback]) -> StageInputs:
@@ -98,7 +99,7 @@ class Loop:
     def run_fit(self, callbacks: list[pl.Callback]):
         def fit(module, loader, epochs: int, max_steps: int):
             trainer = make_trainer(self.cfg.trainer, max_epochs=epochs, max_steps=max_steps,
-                                   logger=self.tracker.lightning_logger, callbacks=callbacks,
+                                   logger=self.tracker.lightning_logger, callbacks=[*callbacks, TrainingProgress()],
                                    default_root_dir=str(self.out))
             trainer.fit(module, loader)
             self.tracker.advance(trainer.global_step)
@@ -207,6 +208,6 @@ class Loop:
         entry.update(phases.summary())
         self.summary.put(entry)
         self.tracker.log_iteration(t, {k: v for k, v in entry.items() if k not in ("iteration", "model")})
-        self.tracker.log_pairs_sample(t, self.iteration_dir(t) / "pairs.jsonl")
+        self.tracker.log_samples(t, self.iteration_dir(t))
         log.info("M%d: %s | judge %s", t, {k: v for k, v in entry["eval"].items() if k != "per_family"},
                  {k: entry["judge"].get(k) for k in ("pairwise_acc", "parse_rate", "states_answer")})

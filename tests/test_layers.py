@@ -20,7 +20,7 @@ LAYERS = [
     {"judging"},      # judges, including those that are trained or score with a policy's log-probs
     {"generation"},   # AIFT(M(t)): prompts -> candidates -> judgments -> pairs; its callback on the fit
     {"world", "ifeval"},  # the worlds: seed data with graders, built from everything below
-    {"resume", "summary", "tracking"},  # one job's services
+    {"resume", "summary", "tracking", "progress"},  # one job's services
     {"config"}, {"loop"}, {"main"},  # composition: config builds the components, loop sequences them, main runs a job
     {"branch", "report"},  # commands over finished jobs
 ]

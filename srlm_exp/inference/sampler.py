@@ -149,7 +149,7 @@ def generate(
     outputs: list[Completion] = [Completion("", False)] * len(prompts)
     do_sample = sampling.temperature > 0
     pad_id = tokenizer.pad_token_id
-    bar = tqdm(total=len(prompts), desc=desc, disable=not show_progress, leave=False)
+    bar = tqdm(total=len(prompts), desc=desc, disable=None if show_progress else True, leave=False)  # None: off a terminal
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = [list(prompts[i]) for i in idx]
@@ -244,7 +244,7 @@ def _shared_prefix_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sa
     order = sorted(range(len(prompts)), key=lambda i: len(contexts[i]))
     per_batch = max(1, batch_size // n)
     outputs: list[list[Completion]] = [[] for _ in prompts]
-    bar = tqdm(total=len(prompts) * n, desc=desc, disable=not show_progress, leave=False)
+    bar = tqdm(total=len(prompts) * n, desc=desc, disable=None if show_progress else True, leave=False)  # as above
     for start in range(0, len(order), per_batch):
         idx = order[start : start + per_batch]
         ids = pad_batch([contexts[i] for i in idx], pad_id, left=True).to(device)

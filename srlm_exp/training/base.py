@@ -35,6 +35,12 @@ class PolicyModule(pl.LightningModule):
         h = self.hparams
         return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # The learning rate this step takes, beside the stage's loss (`dpo/lr`, as TRL logs `lr`): the warm-up
+        # and the cosine decay are visible, and a stage whose rate decayed to nothing explains a flat loss.
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log(f"{self.hparams.get('log_prefix', 'train')}/lr", lr, on_step=True, on_epoch=False, batch_size=1)
+
 
 @torch.no_grad()
 def reference_pass(model, items: Sequence[Any], batch_size: int, collate: Callable[[list], dict],

@@ -81,7 +81,7 @@ class DPOModule(PolicyModule):
     log-likelihood (Iterative RPO, Pang et al. 2024: without it the likelihood of both responses falls)."""
 
     def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
-                 warmup_steps: int = 0, weight_decay: float = 0.0, nll_weight: float = 0.0):
+                 warmup_steps: int = 0, weight_decay: float = 0.0, nll_weight: float = 0.0, log_prefix: str = "dpo"):
         super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
 
@@ -103,6 +103,8 @@ class DPOModule(PolicyModule):
         self.log("dpo/rejected_reward", rr.mean(), **log)
         self.log("dpo/margin", (cr - rr).mean(), **log)
         self.log("dpo/accuracy", (cr > rr).float().mean(), **log)
+        self.log("dpo/logps_chosen", logps[:n].mean(), **log)  # TRL's logps/chosen: likelihood displacement
+        self.log("dpo/logps_rejected", logps[n:].mean(), **log)
         return loss
 
 

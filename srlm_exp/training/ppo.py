@@ -151,7 +151,7 @@ class PPOModule(PolicyModule):
     def __init__(self, model, value_head: nn.Module, ptx_examples: Sequence[Any] = (), ptx_coef: float = 1.0,
                  ptx_batch_size: int = 8, clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5,
                  lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0, weight_decay: float = 0.0, seed: int = 0,
-                 pad_id: int = 0):
+                 pad_id: int = 0, log_prefix: str = "ppo"):
         super().__init__(model)
         self.value_head = value_head
         self.ptx_examples, self.pad_id = list(ptx_examples), pad_id

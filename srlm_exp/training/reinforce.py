@@ -74,7 +74,7 @@ def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
 
 class ReinforceModule(PolicyModule):
     def __init__(self, model, kl_coef: float = 0.05, lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, log_prefix: str = "reinforce"):
         super().__init__(model)
         self.save_hyperparameters(ignore=["model"])
 
