@@ -111,11 +111,12 @@ def scored_rollouts(rows: Sequence[PromptCandidates]) -> tuple[list[dict[str, An
     """(instruction, response, score) of every candidate with a valid score, and how many were left out."""
     out, unscored = [], 0
     for row in rows:
-        for c in row.candidates:
+        for c in row.for_training():  # under the row's cut-off rule
             if math.isnan(c.score):
                 unscored += 1
             else:
-                out.append({"instruction": row.instruction, "response": c.text, "score": c.score})
+                out.append({"instruction": row.instruction, "response": c.text, "score": c.score,
+                            "ended": c.finished is not False})
     return out, unscored
 
 
@@ -233,7 +234,7 @@ class PPOStage(StageSettings):
                                        f"{inputs.data_dir}/candidates.jsonl ({unscored} unscored)", self.min_examples)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
         for i in items:
-            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len")
+            i["example"] = chat_example(tok, i["instruction"], i["response"], max_len, "train.max_len", ended=i["ended"])
             labels = torch.tensor(i["example"].labels)
             i["positions"] = response_mask(labels[None])[0].nonzero().squeeze(-1).tolist()
         head = self.value_head(model, inputs)
