@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp import distributed
+from srlm_exp.artifacts import atomic_path
 from srlm_exp.config import build_components
 from srlm_exp.inference.backend import use_generation
 from srlm_exp.inference.vllm_engine import release_engine
@@ -94,7 +95,8 @@ def run(cfg: DictConfig) -> dict:
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
         # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
-        (out_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        with atomic_path(out_dir / "resolved_config.yaml") as tmp:  # a killed write never leaves half a config
+            tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     # Typed settings the report tells variants apart by, keyed as their override (`data.eft=false` is one key).
     job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data.eft": bool(cfg.data.get("eft", True)),
            "train.reference": cfg.train.get("reference"), "sweep": sweep,

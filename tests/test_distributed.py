@@ -1,7 +1,7 @@
 """Two processes on CPU (gloo) through the whole loop, under DDP and under FSDP: Lightning re-launches
 `run.py` under Hydra into the same output dir, every rank trains, samples and judges its share of the
-prompts, and rank 0 alone writes. FSDP must train the same models as DDP (the gathered weights are
-the trained ones). Plus the launcher configs: a local DDP multirun is refused, SLURM composes."""
+prompts, and rank 0 alone writes. FSDP must train the same M0 and M1 as DDP and, from DDP's M1, the same
+updates M2 - M1 and M3 - M2 (the gathered weights are the trained ones). Plus the launcher configs: a local DDP multirun is refused, SLURM composes."""
 from __future__ import annotations
 
 import json
@@ -121,35 +121,66 @@ def test_one_process_helpers_are_plain_calls():
     assert distributed.launch({"strategy": "auto", "devices": 1}) == 1
 
 
-def test_fsdp_smoke_run_trains_the_same_models_as_ddp(ddp_run, tmp_path):  # ~25 s on 2 idle cores
-    out, proc = two_process_run(tmp_path, FSDP)
+def update(job, t: int) -> dict:
+    """M(t) - M(t-1) of a job, per tensor, in fp64."""
+    before, after = weights(job / f"iteration_{t - 1}" / "model"), weights(job / f"iteration_{t}" / "model")
+    return {k: after[k].double() - before[k].double() for k in before}
+
+
+def test_fsdp_smoke_run_trains_the_same_models_as_ddp(ddp_run, tmp_path):  # ~25 s + ~15 s on 2 idle cores
+    """FSDP trains M0 and M1 from the seed data as DDP does; then, from DDP's own M1 (branched: the same
+    weights), it makes the same AIFT data and the same updates M2 - M1 and M3 - M2, within a tolerance far
+    below their size. From its own M1 the updates could not be compared: 200 SFT steps at lr 1e-2 leave
+    FSDP's M1 ~1e-4 per weight from DDP's (reduction order), and that changes sampled candidates, so pairs."""
+    from srlm_exp.branch import main as branch
+
+    out, proc = two_process_run(tmp_path, FSDP, "loop.iterations=0")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
-    assert [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
-    # Four fits (M0 pretraining, M1, M2, M3), each sharded on both ranks.
-    assert len(re.findall(r"fully sharded 1 LlamaDecoderLayer layers over 2 ranks", proc.log)) == 8
+    assert [e["iteration"] for e in summary["iterations"]] == [0, 1]
+    # Two fits (M0 pretraining, M1), each sharded on both ranks.
+    assert len(re.findall(r"fully sharded 1 LlamaDecoderLayer layers over 2 ranks", proc.log)) == 4
 
     # The saved models are whole (every tensor at full shape) and are the ones DDP trains from the
     # same data: sharding changes where the weights live, not what is learned (up to float rounding).
     ddp_out, _ = ddp_run
-    for mine, theirs in [(m0_dir(out), m0_dir(ddp_out))] + [(out / f"iteration_{t}" / "model",
-                                                             ddp_out / f"iteration_{t}" / "model") for t in (1, 2, 3)]:
+    for mine, theirs in [(m0_dir(out), m0_dir(ddp_out)), (out / "iteration_1" / "model", ddp_out / "iteration_1" / "model")]:
         a, b = weights(mine), weights(theirs)
         assert a.keys() == b.keys()
         for k in a:
             assert a[k].shape == b[k].shape, k
-            # 200 smoke SFT steps at lr 1e-2 grow reduction-order rounding to ~1e-4 (measured), far below 1e-2
+            # 200 smoke SFT steps at lr 1e-2 grow reduction-order rounding to ~1e-4 (measured), far below
+            # M1 - M0 (> 1e-2, below)
             assert (a[k] - b[k]).abs().max() < 1e-3, (mine, k)
     m0, m1 = weights(m0_dir(out)), weights(out / "iteration_1" / "model")
     assert max((m1[k] - m0[k]).abs().max() for k in m0) > 1e-2  # M1 was trained, and that is what was saved
+
+    job = tmp_path / "from_ddp_m1"
+    assert branch([str(ddp_out), str(job)]) == 0
+    proc = run_job(["debug=smoke", "logger=none", *FSDP, f"hydra.run.dir={job}", "resume_anyway=true"],
+                   tmp_path / "from_ddp_m1.log", timeout=300, env={"SRLM_EXP_CACHE": str(tmp_path / "cache")})
+    summary = json.loads((job / "summary.json").read_text())
+    assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
+    assert len(re.findall(r"fully sharded 1 LlamaDecoderLayer layers over 2 ranks", proc.log)) == 4  # M2, M3
+    for t in (2, 3):
+        for rel in ("candidates.jsonl", "pairs.jsonl"):
+            assert (job / f"iteration_{t}" / rel).read_bytes() == (ddp_out / f"iteration_{t}" / rel).read_bytes(), (t, rel)
+        mine, theirs = update(job, t), update(ddp_out, t)
+        size = sum((u ** 2).sum() for u in theirs.values()).sqrt().item()
+        gap = sum(((mine[k] - theirs[k]) ** 2).sum() for k in theirs).sqrt().item()
+        # Measured: updates of norm ~0.28 (up to 1e-3 per weight) that differ by 1.5e-5 of it, 4e-6 per weight.
+        assert size > 0.05, (t, size)
+        assert gap < 1e-3 * size, (t, gap, size)
+        assert max((mine[k] - theirs[k]).abs().max().item() for k in theirs) < 2e-5, t
 
 
 def test_fsdp_with_lora_and_gradient_checkpointing_reaches_m3(tmp_path):
     # The smoke model with LoRA adapters learns too little in 100 steps to judge, or for its candidates
     # to differ in ground-truth score (DPO would get no pairs): the oracle scores them, and SFT on the
-    # top candidates trains M2 and M3 regardless. (DPO under FSDP is covered above, without LoRA.)
+    # top candidates trains M2 and M3 regardless. (DPO under FSDP is covered above, without LoRA.) Its 12-token
+    # candidates are mostly cut off, which train=sft would drop by default: kept, as in the real-model smoke.
     out, proc = two_process_run(tmp_path, FSDP, "model.lora.enabled=true", "model.gradient_checkpointing=true",
-                                "judge=oracle", "train=sft")
+                                "judge=oracle", "train=sft", "callbacks.self_reward.cut_off=keep")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
     for t in (1, 2, 3):  # adapters beside the merged plain models, which differ from their predecessors

@@ -1,4 +1,5 @@
-"""Every trainer of M(t >= 2) moves the model toward its signal (issue 40).
+"""Every trainer of M(t >= 2) moves the model toward its signal (issue 40): dpo (sigmoid, ipo, hinge), dpo_nll,
+sft (top candidate), rft (rejection sampling), reinforce (RLOO), ppo.
 
 Each stage is run the way the loop runs it: `Stage.fit(model, StageInputs)` reads the iteration's
 pairs.jsonl / candidates.jsonl, builds its module and fits it through a Lightning Trainer made by
@@ -28,7 +29,7 @@ from srlm_exp.training.dpo import DPOStage
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.ppo import PPOStage
 from srlm_exp.training.reinforce import ReinforceStage
-from srlm_exp.training.sft import TopCandidateSFTStage
+from srlm_exp.training.sft import RejectionSamplingSFTStage, TopCandidateSFTStage
 from srlm_exp.training.stage import StageInputs
 from srlm_exp.world import random_model
 from srlm_exp.world.grader import response_with_score
@@ -165,6 +166,15 @@ def test_top_candidate_sft_raises_the_targets_likelihood(policy_dir, tasks, tmp_
     assert trained["examples"] == N_PROMPTS
     assert after["good"] - before["good"] > MOVED, (before, after)
     # The target is the top-scored candidate, not the first or the low one: it gains on the other.
+    assert after["margin"] - before["margin"] > MOVED, (before, after)
+
+
+def test_rejection_sampling_sft_raises_the_passing_answers_likelihood(policy_dir, tasks, tmp_path):
+    """train=rft: only the candidate scored at least min_score (5) is a target; the one scored 0 is not."""
+    stage = RejectionSamplingSFTStage(min_score=5.0, **FIT)
+    before, after, trained = _train(stage, policy_dir, tasks, tmp_path, _write_candidates)
+    assert trained["examples"] == N_PROMPTS and trained["prompts"] == N_PROMPTS
+    assert after["good"] - before["good"] > MOVED, (before, after)
     assert after["margin"] - before["margin"] > MOVED, (before, after)
 
 

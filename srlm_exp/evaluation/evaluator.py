@@ -19,7 +19,7 @@ from srlm_exp.evaluation.external import external_head_to_heads
 from srlm_exp.evaluation.judge_eval import evaluate_judge
 from srlm_exp.evaluation.metrics import head_to_head
 from srlm_exp.evaluation.policy import grade_responses, policy_responses
-from srlm_exp.inference.sampler import Sampling, seed_sampling
+from srlm_exp.inference.sampler import Completion, Sampling, seed_sampling
 
 
 class Evaluator:
@@ -85,7 +85,9 @@ class Evaluator:
     def _responses(self, model, resp_file: Path, sampling: Sampling) -> dict[str, Any]:
         rows = self.seed_data.eval_rows()
         if distributed.share_from_main(resp_file.exists):
-            metrics, _ = grade_responses(self.seed_data, rows, [g["response"] for g in read_jsonl(resp_file)])
+            # Read back as written: an answer that recorded whether it ended keeps that (eval.cut_off_rate).
+            back = [Completion(g["response"], g["finished"]) if "finished" in g else g["response"] for g in read_jsonl(resp_file)]
+            metrics, _ = grade_responses(self.seed_data, rows, back)
             return metrics
         # Instructions split across ranks; all get every response back.
         responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, sampling, self.cfg.batch_size),

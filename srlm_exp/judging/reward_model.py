@@ -23,7 +23,7 @@ import torch
 
 from srlm_exp import distributed
 from srlm_exp import layout
-from srlm_exp.artifacts import read_jsonl, write_json
+from srlm_exp.artifacts import read_jsonl
 from srlm_exp.chat import chat_example
 from srlm_exp.checks import at_least, check, positive, require
 from srlm_exp.data.seed_data import GroundTruth, RankedResponses
@@ -101,8 +101,7 @@ class RewardModelJudge(ScorerWithJudgePrompt):
                        last_loss=sum(losses[-20:]) / len(losses[-20:]))
         log.info("reward model %s: %d steps on %d sets; held-out %s", what, len(losses), len(sets),
                  {k: quality.get(k) for k in ("pairwise_acc", "spearman")})
-        reward_model.save(out, tokenizer)
-        write_json(out / QUALITY_FILE, quality)
+        reward_model.save(out, tokenizer, {QUALITY_FILE: quality})  # one unit: a rerun that finds it finds both
         release(reward_model)
 
     @torch.no_grad()
