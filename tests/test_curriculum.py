@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import compose, run_job
+from conftest import LORA_SMOKE, compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
@@ -51,7 +51,7 @@ def test_bad_settings_and_the_grader_requirement():
 
 
 @pytest.mark.parametrize("option,train,extra", [("spread", "dpo", []), ("success", "reinforce", []),
-                                               ("success", "reinforce", ["model.lora.enabled=true"])],
+                                               ("success", "reinforce", LORA_SMOKE)],
                          ids=["spread", "success", "success-lora"])
 def test_smoke_loop_trains_on_the_selected_prompts(option, train, extra, tmp_path):
     out = tmp_path / "run"

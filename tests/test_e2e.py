@@ -20,7 +20,7 @@ from srlm_exp.generation.prompts import InstructionPoolPrompts
 from srlm_exp.judging.judge import Judge
 from srlm_exp.pairs.rules import best_vs_worst
 from srlm_exp.phases import PhaseLog
-from srlm_exp.records import CandidateJudgments
+from srlm_exp.records import CandidateJudgments, CutOffRule
 
 EVAL_KEYS = {"gt_score", "gt_exact", "mean_length", "per_family"}
 JUDGE_KEYS = {"pairwise_acc", "exact_match", "spearman", "kendall", "five_best", "parse_rate"}
@@ -229,6 +229,7 @@ class _StubSampler(CandidateSampler):
     """Candidates without a model: the same texts for every prompt."""
 
     n_candidates, batch_size, candidate_models = 4, 8, []
+    cut_off = CutOffRule()  # plain texts record no ending: the rule never applies
 
     def __init__(self, texts):
         self.texts = texts

@@ -485,9 +485,10 @@ def test_the_cpu_preset_composes_and_validates():
     validate(cfg)
     assert cfg.model.name == "smollm2" and cfg.data.name == "ifeval" and cfg.generation.backend == "vllm"
     assert cfg.data.max_new_tokens == cfg.eval.max_new_tokens == cfg.callbacks.self_reward.max_new_tokens == 256
-    assert cfg.data.sizes.eft == 48 and cfg.data.sizes.eval == 64  # the preset's, not model=smollm2's world sizes
+    # The preset's, not model=smollm2's world sizes: 320 test prompts, fixed whatever the seed (issue 39)
+    assert cfg.data.sizes.eft == 48 and cfg.data.sizes.eval == 320 and cfg.data.eval_split == "test"
     oracle = compose(["experiment=ifeval_cpu", "judge=oracle"])
-    assert oracle.judge.name == "oracle" and oracle.data.sizes.eval == 64
+    assert oracle.judge.name == "oracle" and oracle.data.sizes.eval == 320
     gpu = compose(["experiment=ifeval_gpu"])  # validated on a GPU box only (trainer=gpu needs one)
     assert gpu.trainer.accelerator == "gpu" and gpu.data.sizes.eft == 1000 and gpu.prompts.n_prompts == 4000
     assert gpu.train.lr == 1.0e-6 and gpu.judge.num_judgments == 3 and gpu.generation.backend == "vllm"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import run_job
+from conftest import LORA_SMOKE, run_job
 from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
 from srlm_exp.training.reinforce import rloo_advantages, rloo_loss, rollouts
 
@@ -57,7 +57,7 @@ def test_the_kl_penalty_pulls_each_response_back_to_the_reference_from_either_si
 
 
 # Under LoRA the smoke model's adapters learn no judge in 200 steps, so the oracle scores the candidates there.
-@pytest.mark.parametrize("extra", [[], ["model.lora.enabled=true", "judge=oracle"]], ids=["full", "lora"])
+@pytest.mark.parametrize("extra", [[], [*LORA_SMOKE, "judge=oracle"]], ids=["full", "lora"])
 def test_smoke_loop_reaches_m3_with_reinforce(extra, tmp_path):
     job = tmp_path / "job"
     run_job(["debug=smoke", "logger=none", "train=reinforce", "train.max_steps=3", "train.min_examples=1",

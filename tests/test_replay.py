@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from conftest import compose, run_job
+from conftest import LORA_SMOKE, compose, run_job
 from srlm_exp.artifacts import write_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
@@ -40,7 +40,7 @@ def test_a_share_outside_0_1_is_a_config_error(train):
 
 # Under LoRA the smoke model's adapters learn no judge in 200 steps, so the oracle scores the candidates there.
 @pytest.mark.parametrize("train,key,extra", [("dpo", "replayed", []), ("reinforce", "replayed_prompts", []),
-                                             ("reinforce", "replayed_prompts", ["model.lora.enabled=true", "judge=oracle"])],
+                                             ("reinforce", "replayed_prompts", [*LORA_SMOKE, "judge=oracle"])],
                          ids=["dpo", "reinforce", "reinforce-lora"])
 def test_smoke_loop_replays_earlier_data_from_m3_on(train, key, extra, tmp_path):
     out = tmp_path / "run"

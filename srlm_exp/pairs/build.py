@@ -80,8 +80,11 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
                       "rejected_len": mean_or_none([p["rejected_length"] for p in pairs])},
     }
     cut = [c.cut_off for r in rows for c in r.candidates if c.finished is not None]
-    if cut:  # the share of sampled candidates the new-token budget cut off
+    if cut:  # the share of sampled candidates the new-token budget cut off, and what training does with them
         stats["generated"]["cut_off_rate"] = sum(cut) / len(cut)
+        rules = {r.cut_off.rule for r in rows if r.cut_off is not None}
+        if len(rules) == 1:
+            stats["generated"]["cut_off_rule"] = rules.pop()
     if gt_scores:
         # Reward-hacking watch: does the self-judge drift above the ground truth it should track?
         stats["reward_watch"] = {"self_mean": mean_or_none(self_scores), "gt_mean": mean_or_none(gt_scores),

@@ -22,6 +22,7 @@ from srlm_exp.training.replay import replay_share_problem
 REFERENCES = ("previous", "m1")
 # Below this share of parsed judgments, too little AIFT data is the judge's doing, not the sample size's.
 UNPARSED_JUDGE = 0.5
+MOSTLY_CUT_OFF = 0.5  # a cut-off rate from which dropping cut-off candidates is the likely cause of too little data
 
 
 class TooLittleAIFTData(RuntimeError):
@@ -36,6 +37,12 @@ def too_little_aift_data(data_dir: Path, what: str, min_examples: int, error: ty
     stats_file = Path(data_dir) / layout.STATS
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
     parse_rate = stats.get("generated", {}).get("parse_rate")
+    generated = stats.get("generated", {})
+    cut_off_rate, cut_off_rule = generated.get("cut_off_rate"), generated.get("cut_off_rule")
+    if cut_off_rate is not None and cut_off_rate >= MOSTLY_CUT_OFF and cut_off_rule == "drop":
+        fix = (f"{cut_off_rate:.1%} of the candidates ran out of their new-token budget ({stats_file}: "
+               "generated.cut_off_rate) and callbacks.self_reward.cut_off=drop trains on none of them: raise "
+               "callbacks.self_reward.max_new_tokens, or train on them (callbacks.self_reward.cut_off=penalty or keep)")
     if parse_rate is not None and parse_rate < UNPARSED_JUDGE:
         fix = (f"the judge's score parsed in only {parse_rate:.1%} of its judgments ({stats_file}: "
                "generated.parse_rate), so more prompts will not help: teach the model the judge prompt's format "
