@@ -104,7 +104,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"workload": {"judge_prompts": len(prompts), "k": args.k, "judgments": n_judgments,
                                                       "mean_prompt_tokens": round(mean_len, 1), "new_tokens": args.new_tokens,
-                                                      "model": args.model or "random tiny Llama 192x4", "params_m": round(params, 2),
+                                                      "model": args.model or "random tiny Llama 192x4",
+                                                      "params_m": round(params, 2),
                                                       "threads": torch.get_num_threads()},
                                          "rows": rows, "speedup": round(ratio, 2)}, indent=2) + "\n")
 

@@ -92,7 +92,8 @@ def main() -> None:
         opt.zero_grad()
 
     P = len(prefix)
-    sft_model = sum(forward_flops(cfg, len(examples[i].input_ids), causal_pairs(len(examples[i].input_ids))) for b in batches for i in b)
+    sft_model = sum(forward_flops(cfg, len(examples[i].input_ids), causal_pairs(len(examples[i].input_ids)))
+                    for b in batches for i in b)
     sft_exec = sum(forward_flops(cfg, P, causal_pairs(P)) + sum(
         forward_flops(cfg, len(examples[i].input_ids) - P, causal_pairs(len(examples[i].input_ids) - P, P)) for i in b)
         for b in batches)

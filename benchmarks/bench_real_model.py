@@ -121,14 +121,15 @@ def main() -> None:
     report = {"prompts": args.prompts, "batch": args.batch, "threads": torch.get_num_threads(),
               "matmul_peak_gflops": round(peak / 1e9, 1), "models": []}
     for name in args.model:
-        model_dir = {"smollm2": smollm2_dir, "tiny": tiny_dir}.get(name, lambda: Path(name))()
+        model_dir = {"smollm2": smollm2_dir, "tiny": tiny_dir}.get(name, lambda name=name: Path(name))()
         tok = load_tokenizer(model_dir)
         model = load_model(model_dir, tok, dtype="float32").eval()
         runs = [aift_generation(model, tok, instructions, p, args.batch) for p in args.paths]
         best_in_house = min((r for r in runs if r["path"] != "vllm"), key=lambda r: r["iteration_s"], default=None)
         vllm = next((r for r in runs if r["path"] == "vllm"), None)
         speedup = round(best_in_house["iteration_s"] / vllm["iteration_s"], 2) if best_in_house and vllm else None
-        report["models"].append({"model": name, "dir": str(model_dir), "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        report["models"].append({"model": name, "dir": str(model_dir),
+                                 "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
                                  "runs": runs, "best_in_house": best_in_house and best_in_house["path"],
                                  "vllm_speedup_vs_best_in_house": speedup})
     print(f"{report['threads']} threads, fp32 matmul peak {report['matmul_peak_gflops']:.0f} GFLOP/s; "

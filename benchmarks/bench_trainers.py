@@ -35,8 +35,9 @@ def candidates(seed_data, n: int) -> list[dict]:
         sets.setdefault(r["instruction"], []).append(r)
     for k, (instruction, group) in enumerate(list(sets.items())[:n]):
         rows.append({"prompt_id": k, "instruction": instruction, "candidates": [
-            {"text": r["response"], "source": "policy", "length": len(r["response"].split()), "judgments": [f"Score: {r['score']}"],
-             "judgment_scores": [float(r["score"])], "score": float(r["score"])} for r in group]})
+            {"text": r["response"], "source": "policy", "length": len(r["response"].split()),
+             "judgments": [f"Score: {r['score']}"], "judgment_scores": [float(r["score"])], "score": float(r["score"])}
+            for r in group]})
     return rows
 
 

@@ -251,15 +251,16 @@ def main() -> None:
                     raise SystemExit(f"{impl} {task} failed:\n{proc.stderr[-3000:]}")
                 r = json.loads(line[0][len("RESULT "):])
                 results.append({"task": task, "impl": impl, "rows": len(rows), "seconds": round(r["seconds"], 2),
-                                "rows_per_s": round(len(rows) / r["seconds"], 2), "tokens_per_s": round(tokens[task] / r["seconds"]),
-                                "peak_rss_mb": round(r["peak_rss_mb"])})
+                                "rows_per_s": round(len(rows) / r["seconds"], 2),
+                                "tokens_per_s": round(tokens[task] / r["seconds"]), "peak_rss_mb": round(r["peak_rss_mb"])})
     from bench_mfu import matmul_peak
 
     peak = max(matmul_peak(2048), matmul_peak(0, shape=(512, 576, 1536)))
     for r in results:  # model FLOPs of a full fine-tuning step: 6 per parameter per token (attention left out)
         r["mfu_6n"] = None if args.lora else round(6 * n_params * r["tokens_per_s"] / peak, 3)
     print(f"{n_params / 1e6:.1f}M params, {'LoRA' if args.lora else 'full'}, fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'task':<4} {'implementation':<16} {'rows':>5} {'seconds':>8} {'rows/s':>8} {'tokens/s':>9} {'MFU':>6} {'peak RSS MB':>12}")
+    print(f"{'task':<4} {'implementation':<16} {'rows':>5} {'seconds':>8} {'rows/s':>8} {'tokens/s':>9} {'MFU':>6} "
+          f"{'peak RSS MB':>12}")
     for r in results:
         mfu = f"{r['mfu_6n']:.2f}" if r["mfu_6n"] is not None else "-"
         print(f"{r['task']:<4} {r['impl']:<16} {r['rows']:>5} {r['seconds']:>8.2f} {r['rows_per_s']:>8.2f} "

@@ -124,8 +124,8 @@ def _run_level_problems(cfg: DictConfig) -> list[Problem | None]:
         out += [at_least(ev.max_new_tokens, 1, "eval.max_new_tokens"), at_least(ev.batch_size, 1, "eval.batch_size"),
                 at_least(ev.judge_batch_size, 1, "eval.judge_batch_size"),
                 at_least(ev.get("sample_temperature", 0), 0, "eval.sample_temperature", "set it >= 0 (0 = greedy only)"),
-                require(0 < ev.get("sample_top_p", 1) <= 1, "eval.sample_top_p", f"is {ev.get('sample_top_p')}, must be in (0, 1]",
-                        "set eval.sample_top_p=0.9")]
+                require(0 < ev.get("sample_top_p", 1) <= 1, "eval.sample_top_p",
+                        f"is {ev.get('sample_top_p')}, must be in (0, 1]", "set eval.sample_top_p=0.9")]
         if ev.get("judge_model"):
             out.append(model_path_problem(ev.judge_model, "eval.judge_model"))
     name = OmegaConf.select(cfg, "model.name_or_path", default=None)

@@ -77,13 +77,13 @@ class Loop:
             phases = LoggedPhases(self.out, t)
             makes_data = t < last
             # Rank 0 decides what a resumed job skips: every rank must take the same branch.
-            if not distributed.share_from_main(lambda: is_model_dir(models.model_dir(t))):
+            if not distributed.share_from_main(lambda t=t: is_model_dir(models.model_dir(t))):
                 with phases.phase("train"):  # the generation phases nested in it are timed apart
                     self.train(t, models, phases if makes_data else None)
             else:
-                if not distributed.share_from_main(lambda: (self.iteration_dir(t) / layout.TRAINING).exists()):
+                if not distributed.share_from_main(lambda t=t: (self.iteration_dir(t) / layout.TRAINING).exists()):
                     self.rebuild_training_record(t, models)
-                if makes_data and not distributed.share_from_main(lambda: aift_done(self.iteration_dir(t + 1))):
+                if makes_data and not distributed.share_from_main(lambda t=t: aift_done(self.iteration_dir(t + 1))):
                     model = models.load(t)
                     self.make_aift(t, model, tokenizer, phases, models)
                     release(model)
@@ -180,9 +180,10 @@ class Loop:
         earlier = [r["instruction"] for k in range(2, t + 1) if (self.iteration_dir(k) / layout.PROMPTS).exists()
                    for r in read_jsonl(self.iteration_dir(k) / layout.PROMPTS)]
         return make_aift(model, tokenizer, out_dir=self.iteration_dir(t + 1), iteration=t, seed=self.cfg.seed,
-                         prompt_source=self.components.prompt_source, sampler=self.components.sampler, judge=self.components.judge,
-                         pair_rule=self.components.pair_rule, seed_data=self.seed_data, earlier_prompts=earlier, phases=phases,
-                         models=models, curriculum=self.components.curriculum, meta_judge=self.components.meta_judge)
+                         prompt_source=self.components.prompt_source, sampler=self.components.sampler,
+                         judge=self.components.judge, pair_rule=self.components.pair_rule, seed_data=self.seed_data,
+                         earlier_prompts=earlier, phases=phases, models=models, curriculum=self.components.curriculum,
+                         meta_judge=self.components.meta_judge)
 
     # --- evaluation -----------------------------------------------------------------------------
     def record(self, t: int, evaluator: Evaluator, phases: PhaseLog) -> None:

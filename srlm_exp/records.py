@@ -41,7 +41,8 @@ class CandidateJudgments:
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.scores):
-            raise ValueError(f"a CandidateJudgments needs one score per text, got {len(self.texts)} texts and {len(self.scores)} scores")
+            raise ValueError(f"a CandidateJudgments needs one score per text, got {len(self.texts)} texts and "
+                             f"{len(self.scores)} scores")
 
     def add(self, text: str, score: float) -> None:
         self.texts.append(text)
@@ -187,7 +188,8 @@ def merge_identical(candidates: Sequence[JudgedCandidate]) -> list[JudgedCandida
     for c in candidates:
         m = merged.get(c.text)
         if m is None:
-            merged[c.text] = JudgedCandidate(c.text, c.length, CandidateJudgments(list(c.judgment.texts), list(c.judgment.scores)),
+            merged[c.text] = JudgedCandidate(c.text, c.length,
+                                             CandidateJudgments(list(c.judgment.texts), list(c.judgment.scores)),
                                              c.graded, c.gt_score, c.gt_correct, c.source, c.finished)
         else:
             m.judgment = CandidateJudgments(m.judgment.texts + c.judgment.texts, m.judgment.scores + c.judgment.scores)

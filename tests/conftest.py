@@ -98,7 +98,8 @@ def run_job(overrides: Sequence[str], log_file: Path, timeout: float = 900, chec
     log_file = Path(log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, env={**job_env(), **(env or {})}, stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=REPO, env={**job_env(), **(env or {})}, stdout=f, stderr=subprocess.STDOUT,
+                              timeout=timeout)
     proc.log = log_file.read_text(errors="replace")  # type: ignore[attr-defined]
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}; end of {log_file}:\n{proc.log[-6000:]}")

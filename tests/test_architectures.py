@@ -91,7 +91,8 @@ def test_random_model_runs_the_whole_loop(arch, extra, world_texts, tmp_path):
         assert (out / f"iteration_{t}" / "model_adapter" / "adapter_config.json").exists() == lora
     if lora:
         adapter = out / "iteration_3" / "model_adapter"
-        assert sum(f.stat().st_size for f in adapter.iterdir()) < sum(f.stat().st_size for f in (out / "iteration_3" / "model").iterdir())
+        assert (sum(f.stat().st_size for f in adapter.iterdir())
+                < sum(f.stat().st_size for f in (out / "iteration_3" / "model").iterdir()))
     m3 = AutoModelForCausalLM.from_pretrained(str(out / "iteration_3" / "model"))  # loads without peft
     assert m3.config.model_type == arch
 

@@ -1,7 +1,8 @@
 """Two processes on CPU (gloo) through the whole loop, under DDP and under FSDP: Lightning re-launches
 `run.py` under Hydra into the same output dir, every rank trains, samples and judges its share of the
 prompts, and rank 0 alone writes. FSDP must train the same M0 and M1 as DDP and, from DDP's M1, the same
-updates M2 - M1 and M3 - M2 (the gathered weights are the trained ones). Plus the launcher configs: a local DDP multirun is refused, SLURM composes."""
+updates M2 - M1 and M3 - M2 (the gathered weights are the trained ones). Plus the launcher configs: a local
+DDP multirun is refused, SLURM composes."""
 from __future__ import annotations
 
 import json

@@ -195,7 +195,8 @@ def test_resume_after_a_stop_while_pairing_aift_m2(smoke_run, tmp_path):
     # The redone phases are deterministic: identical to the uninterrupted run.
     for rel in ("iteration_3/pairs.jsonl", "iteration_2/eval_responses.jsonl"):
         assert (job / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
-    assert json.loads((job / "iteration_3/stats.json").read_text()) == json.loads((smoke_run / "iteration_3/stats.json").read_text())
+    assert (json.loads((job / "iteration_3/stats.json").read_text())
+            == json.loads((smoke_run / "iteration_3/stats.json").read_text()))
     for t in (2, 3):
         old, new = original["iterations"][t], s["iterations"][t]
         assert new["eval"] == old["eval"] and new.get("pairs") == old.get("pairs"), f"M{t}"

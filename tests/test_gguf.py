@@ -56,7 +56,8 @@ def test_a_file_that_is_not_gguf_is_refused(tmp_path):
 def test_without_the_gguf_package_the_error_gives_the_install_command(tmp_path, monkeypatch):
     path = _write_gguf(tmp_path / "m.gguf", "llama")
     monkeypatch.setattr(gguf_mod, "gguf_available", lambda: False)
-    with pytest.raises(ConfigError, match=r"needs the gguf package, which is not installed \(pip install gguf\); install it: pip install gguf"):
+    with pytest.raises(ConfigError, match=r"needs the gguf package, which is not installed \(pip install gguf\); "
+                                          r"install it: pip install gguf"):
         GGUFModel(str(path))
     with pytest.raises(gguf_mod.GGUFError, match="pip install gguf"):
         gguf_mod.convert(path, tmp_path / "cache")

@@ -328,12 +328,14 @@ def test_headroom_per_constraint_type_from_a_jobs_files(tmp_path, capsys):
     write_jsonl(tmp_path / "iteration_0" / "eval_responses.jsonl",
                 [{"instruction": title_comma, "response": "<<Owls>> They hunt, at night."},   # title yes, comma no
                  {"instruction": lower, "response": "Owls hunt."}])                           # lowercase no
-    samples = {title_comma: ["<<Owls>> They hunt at night.", "Owls, hunt."], lower: ["owls hunt.", "owls hunt at night and sleep during the day."]}
+    samples = {title_comma: ["<<Owls>> They hunt at night.", "Owls, hunt."],
+               lower: ["owls hunt.", "owls hunt at night and sleep during the day."]}
     write_jsonl(tmp_path / "data" / "eft_sets.jsonl",
                 [graded_set(p, rs, [grade(p, r) for r in rs]) for p, rs in samples.items()])
     assert headroom_main([str(tmp_path), "--json", str(tmp_path / "h.json")]) == 0
     rows = json.loads((tmp_path / "h.json").read_text())
-    assert rows["detectable_format:title"] == {"greedy": 1.0, "sampled": 0.5, "best_of_n": 1.0, "greedy_n": 1, "sampled_prompts": 1}
+    assert rows["detectable_format:title"] == {"greedy": 1.0, "sampled": 0.5, "best_of_n": 1.0, "greedy_n": 1,
+                                               "sampled_prompts": 1}
     assert rows["punctuation:no_comma"] == {"greedy": 0.0, "sampled": 0.5, "best_of_n": 1.0, "greedy_n": 1, "sampled_prompts": 1}
     assert rows["change_case:english_lowercase"]["greedy"] == 0.0 and rows["change_case:english_lowercase"]["sampled"] == 1.0
     assert rows["all"] == {"greedy": 1 / 3, "sampled": 4 / 6, "best_of_n": 1.0, "greedy_n": 3, "sampled_prompts": 3}

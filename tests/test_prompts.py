@@ -117,7 +117,8 @@ def test_seed_004_instruction_generator_request_and_reply():
     text = gen.request(seed, ["An earlier generated task."], random.Random(0))
     assert text.startswith("You are an intelligent instruction generator.")
     examples = [line[2:] for line in text.splitlines() if line.startswith("- ")]
-    assert len(examples) == 4 and "An earlier generated task." in examples and set(examples) - {"An earlier generated task."} <= set(seed)
+    assert (len(examples) == 4 and "An earlier generated task." in examples
+            and set(examples) - {"An earlier generated task."} <= set(seed))
     assert text.endswith("Now, please generate one new instruction:")
     assert gen.parse("\n  - Write the word c a t backwards.  \nmore text") == ["Write the word c a t backwards."]
     assert gen.parse("   \n") == []

@@ -166,7 +166,8 @@ def test_dpo_loss_and_gradients_match_with_shared_prompts(calm_models, arch):
 
     _assert_same(_grads(model, lambda: dpo_loss(True)), _grads(model, lambda: dpo_loss(False)))
     # Full rows again (for FSDP): chosen_0, rejected_0, chosen_1, ... of the plain batch's sequences.
-    back, plain = without_prefix(pair_batches(items, tok.pad_token_id, True), tok.pad_token_id), pair_batches(items, tok.pad_token_id)
+    back, plain = (without_prefix(pair_batches(items, tok.pad_token_id, True), tok.pad_token_id),
+                   pair_batches(items, tok.pad_token_id))
     n = len(items)
     order = [i for k in range(n) for i in (k, n + k)]
     for key in ("input_ids", "labels"):

@@ -60,5 +60,6 @@ def test_each_smoke_iteration_raises_its_own_pairs_margin(smoke_run, t):
     """M(t) prefers the chosen answers of the pairs it was trained on more than M(t-1) did."""
     pairs = [json.loads(line) for line in (smoke_run / f"iteration_{t}" / "pairs.jsonl").read_text().splitlines()]
     assert pairs
-    rise = _mean_margin(smoke_run / f"iteration_{t}" / "model", pairs) - _mean_margin(smoke_run / f"iteration_{t - 1}" / "model", pairs)
+    rise = (_mean_margin(smoke_run / f"iteration_{t}" / "model", pairs)
+            - _mean_margin(smoke_run / f"iteration_{t - 1}" / "model", pairs))
     assert rise > MIN_MARGIN_RISE, f"M{t}'s margin on its {len(pairs)} pairs rose by {rise:.4f} nats over M{t - 1}'s"

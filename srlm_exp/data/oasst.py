@@ -368,7 +368,8 @@ class OasstSeedData(SeedData):
                  n_judge_eval: int = 100, max_ift: int | None = 3200, max_eft_sets: int | None = 1000,
                  downsample_score: int | None = 4, max_share: float = 0.3, sizes: dict | None = None):
         if sizes:  # debug=smoke shrinks every data source through data.sizes
-            max_ift, n_eval, n_judge_eval = sizes.get("ift", max_ift), sizes.get("eval", n_eval), sizes.get("judge_eval", n_judge_eval)
+            max_ift, n_eval = sizes.get("ift", max_ift), sizes.get("eval", n_eval)
+            n_judge_eval = sizes.get("judge_eval", n_judge_eval)
             max_eft_sets = sizes.get("eft", max_eft_sets)
         self.name, self.source, self.seed, self.use_eft, self.lang = name, source, int(seed), bool(eft), lang
         self.n_eval, self.n_judge_eval, self.max_ift, self.max_eft_sets = n_eval, n_judge_eval, max_ift, max_eft_sets
@@ -428,6 +429,7 @@ class OasstSeedData(SeedData):
         """Best vs worst human-ranked reply of each EFT set (pairwise judges)."""
         if not self.use_eft:
             return []
-        return [{"instruction": s["instruction"], "chosen": s["responses"][max(range(len(s["scores"])), key=s["scores"].__getitem__)],
+        return [{"instruction": s["instruction"],
+                 "chosen": s["responses"][max(range(len(s["scores"])), key=s["scores"].__getitem__)],
                  "rejected": s["responses"][min(range(len(s["scores"])), key=s["scores"].__getitem__)]}
                 for s in self.eft_candidates() if len(set(s["scores"])) > 1]

@@ -90,8 +90,9 @@ class Evaluator:
             metrics, _ = grade_responses(self.seed_data, rows, back)
             return metrics
         # Instructions split across ranks; all get every response back.
-        responses = distributed.split_map(lambda part: policy_responses(model, self.tokenizer, part, sampling, self.cfg.batch_size),
-                                          [r["instruction"] for r in rows])
+        responses = distributed.split_map(
+            lambda part: policy_responses(model, self.tokenizer, part, sampling, self.cfg.batch_size),
+            [r["instruction"] for r in rows])
         metrics, graded = grade_responses(self.seed_data, rows, responses)
         if distributed.is_main():
             write_jsonl(resp_file, graded)

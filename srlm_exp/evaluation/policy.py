@@ -42,7 +42,8 @@ def grade_responses(seed_data: SeedData, rows: list[dict], responses: list[str])
         allg = [g for gs in per_family.values() for g in gs]
         metrics["gt_score"] = sum(g.score for g in allg) / len(allg)
         metrics["gt_exact"] = sum(g.correct for g in allg) / len(allg)
-        metrics["per_family"] = {f: {"gt_score": sum(g.score for g in gs) / len(gs), "gt_exact": sum(g.correct for g in gs) / len(gs)}
+        metrics["per_family"] = {f: {"gt_score": sum(g.score for g in gs) / len(gs),
+                                     "gt_exact": sum(g.correct for g in gs) / len(gs)}
                                  for f, gs in sorted(per_family.items())}
         if isinstance(seed_data, GradeAccuracies):
             metrics.update(seed_data.accuracies(allg))

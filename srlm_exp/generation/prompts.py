@@ -151,10 +151,12 @@ class SelfInstructPrompts:
         return parse_tasks(new_text, opened=not self.chat)
 
 
-SEED_004_TEMPLATE = """You are an intelligent instruction generator. Your task is to generate new, challenging instructions for training a large language model. The instructions should be as diverse as possible, covering different domains and difficulties.
-Here are some examples of instructions:
-<EXAMPLES_HERE>
-Now, please generate one new instruction:"""
+SEED_004_TEMPLATE = ("You are an intelligent instruction generator. Your task is to generate new, challenging instructions for "
+                     "training a large language model. The instructions should be as diverse as possible, covering different "
+                     "domains and difficulties.\n"
+                     "Here are some examples of instructions:\n"
+                     "<EXAMPLES_HERE>\n"
+                     "Now, please generate one new instruction:")
 
 
 class InstructionGeneratorPrompts(SelfInstructPrompts):

@@ -65,7 +65,7 @@ def rubric_score(strict: Sequence[bool], loose: Sequence[bool], empty: bool) -> 
     """The 0-5 score of the module docstring from the per-constraint passes (strict implies loose)."""
     if empty:
         return 0
-    loose = [s or l for s, l in zip(strict, loose)]
+    loose = [s or loose_pass for s, loose_pass in zip(strict, loose)]
     if all(strict):
         return 5
     if all(loose):
@@ -115,7 +115,7 @@ def judgment(constraints: Sequence[Constraint], g: IFGrade) -> str:
     head = f"The request asks for {_join([asked(c) for c in constraints])}."
     if g.score == 0:
         return f"{head} The response is empty. Score: 0"
-    status = ["meets" if s else "loose" if l else "misses" for s, l in zip(g.strict, g.loose)]
+    status = ["meets" if s else "loose" if loose_pass else "misses" for s, loose_pass in zip(g.strict, g.loose)]
 
     def clause(what: str, st: str) -> str:
         return f"meets {what} {_LOOSELY}" if st == "loose" else f"{st} {what}"

@@ -129,7 +129,7 @@ class RewardModelJudge(ScorerWithJudgePrompt):
         path = distributed.share_from_main(lambda: self.train(models))
         if self.retrain_each_iteration and iteration >= 2:
             for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
-                path = distributed.share_from_main(lambda: self.retrain(models, t, Path(path)))
+                path = distributed.share_from_main(lambda t=t, path=path: self.retrain(models, t, Path(path)))
         self.last_quality = json.loads((Path(path) / QUALITY_FILE).read_text())
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:

@@ -93,7 +93,8 @@ def context_problems(cfg: DictConfig, judge: Any, model_source: Any) -> list[Pro
         if needed > context:
             out.append(Problem("judge.template", f"the judge prompt alone is {needed - model_judge.sampling.max_new_tokens} "
                                                  f"tokens with the tokenizer of {name}; with judge.max_new_tokens="
-                                                 f"{model_judge.sampling.max_new_tokens} it exceeds the model's {context} positions",
+                                                 f"{model_judge.sampling.max_new_tokens} it exceeds the model's "
+                                                 f"{context} positions",
                                "choose a shorter judge prompt (e.g. judge=holistic5) or a model with a longer context"))
         sft_budget = OmegaConf.select(cfg, "seed_sft.max_len", default=None)
         if isinstance(sft_budget, int) and cfg.data.get("eft", True) and needed > sft_budget:

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="srlm-report",
         description="Aggregate the summary.json of every run/sweep job under DIR into report.md "
                     "(tables over models M0, M1, M2, ... with mean ± std over seeds) and PNG plots.")
-    p.add_argument("dir", metavar="DIR", type=Path, help="directory searched recursively, e.g. outputs/ or outputs/multirun/<date>/<time>")
+    p.add_argument("dir", metavar="DIR", type=Path,
+                   help="directory searched recursively, e.g. outputs/ or outputs/multirun/<date>/<time>")
     p.add_argument("--out", "-o", type=Path, default=None, help="where report.md and the plots go (default: DIR)")
     p.add_argument("--by", nargs="+", metavar="KEY", default=None,
                    help="the settings that define a variant, e.g. --by judge train (or judge,train; a config group "

@@ -8,8 +8,8 @@ from pathlib import Path
 from .aggregate import Grid
 from .collect import Job, format_value, variant_settings
 from .paired import LEVEL, N_RESAMPLES, PairedRow, paired_table, seed_order
-from .tables import (IFEVAL_COLUMNS, MAIN_COLUMNS, META_JUDGE_COLUMNS, METRIC_GROUPS, H2H, gen_verif_family_table, head_to_head_table, metric_table,
-                     oracle_gain_table, per_family_table)
+from .tables import (IFEVAL_COLUMNS, MAIN_COLUMNS, META_JUDGE_COLUMNS, METRIC_GROUPS, H2H, gen_verif_family_table,
+                     head_to_head_table, metric_table, oracle_gain_table, per_family_table)
 
 
 def header_lines(root: Path, jobs: list[Job], problems: list[str], variants: list[str]) -> list[str]:

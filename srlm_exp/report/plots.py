@@ -58,7 +58,7 @@ def plot_metrics_over_iterations(grid: Grid, path: Path, names: dict[str, str] |
     axes = fig.subplots(2, 3).ravel()
     # Tick labels from the model names; fall back to "M<i>" if variants disagree.
     models_at: dict[int, set] = {}
-    for (v, i), m in grid.models.items():
+    for (_, i), m in grid.models.items():
         models_at.setdefault(i, set()).add(m)
     ticks = sorted(models_at)
     for ax, (title, metric, ylabel) in zip(axes, ITERATION_METRICS):

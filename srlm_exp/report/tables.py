@@ -145,7 +145,8 @@ def gen_verif_family_table(grid: Grid) -> str:
     for row in grid.rows():
         for f in families:
             cells = [grid.stat(row, ("eval", "per_family", f, "gt_exact"))] + [
-                grid.stat(row, ("aift", "per_family", f, k)) for k in ("sampled_exact", "judge_pick_exact", "random_pick_exact", "best_pick_exact")]
+                grid.stat(row, ("aift", "per_family", f, k))
+                for k in ("sampled_exact", "judge_pick_exact", "random_pick_exact", "best_pick_exact")]
             if all(c is None for c in cells[1:]):
                 continue
             rows.append([row[0], grid.models[row], f, *map(format_stat, cells)])

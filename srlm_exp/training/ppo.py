@@ -222,7 +222,8 @@ class PPOStage(StageSettings):
         """As many IFT rows as the PPO-ptx batches of this fit can draw (a seeded sample, tokenized once)."""
         steps = self.max_steps if self.max_steps > 0 else self.epochs * math.ceil(n_rollouts / self.batch_size)
         rows = inputs.seed_data.ift()
-        rows = random.Random(f"ppo-ptx-rows:{inputs.seed}:{inputs.iteration}").sample(rows, min(len(rows), steps * self.ptx_batch_size))
+        rows = random.Random(f"ppo-ptx-rows:{inputs.seed}:{inputs.iteration}").sample(
+            rows, min(len(rows), steps * self.ptx_batch_size))
         return [chat_example(inputs.tokenizer, r["instruction"], r["response"], max_len, "train.max_len") for r in rows]
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def ranked_pair_loss(rewards: torch.Tensor, groups: Sequence[int], scores: Seque
     if not pairs:
         raise ValueError("no differently-ranked pair in the batch: every group is a tie")
     winners = torch.tensor([w for w, _ in pairs], device=rewards.device)
-    losers = torch.tensor([l for _, l in pairs], device=rewards.device)
+    losers = torch.tensor([loser for _, loser in pairs], device=rewards.device)
     return -F.logsigmoid(rewards[winners] - rewards[losers]).mean()
 
 

@@ -93,7 +93,8 @@ def without_prefix(batch: dict[str, torch.Tensor], pad_id: int = 0) -> dict[str,
             own, own_labels = prefix + own, [IGNORE_INDEX] * len(prefix) + own_labels
         ids.append(own)
         labels.append(own_labels)
-    return {"input_ids": pad_batch(ids, pad_id).to(prefixes.device), "labels": pad_batch(labels, IGNORE_INDEX).to(prefixes.device),
+    return {"input_ids": pad_batch(ids, pad_id).to(prefixes.device),
+            "labels": pad_batch(labels, IGNORE_INDEX).to(prefixes.device),
             "attention_mask": pad_batch([[1] * len(x) for x in ids], 0).to(prefixes.device)}
 
 
