@@ -13,7 +13,6 @@ import datasets
 import numpy as np
 import pytest
 
-from srlm_exp.data import oasst
 from srlm_exp.data.oasst import (
     Thread, first_turn_threads, ift_rows, load_oasst_messages, ranked_sets, select_eft,
     split_seed_data, write_split,

@@ -56,8 +56,8 @@ def test_grouped_and_shuffled_pairs_give_the_same_loss(tmp_path):
         pairs = ranked_pairs(groups, scores)
         random.Random(0).shuffle(pairs)
         one_by_one = []
-        for w, l in pairs:
-            r = rm(torch.stack([ids[w], ids[l]]), torch.stack([mask[w], mask[l]]))
+        for better, worse in pairs:
+            r = rm(torch.stack([ids[better], ids[worse]]), torch.stack([mask[better], mask[worse]]))
             one_by_one.append(ranked_pair_loss(r, [0, 0], [1, 0]))
     assert grouped.item() == pytest.approx(torch.stack(one_by_one).mean().item(), abs=1e-6)
 

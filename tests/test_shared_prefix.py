@@ -71,7 +71,7 @@ def _both(fn):
 
 def _tasks(n, seed=0):
     rng = random.Random(seed)
-    return [(t := sample_task(rng)).instruction for _ in range(n)], rng
+    return [sample_task(rng).instruction for _ in range(n)], rng
 
 
 @pytest.mark.parametrize("arch", ARCHS)

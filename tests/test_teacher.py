@@ -11,7 +11,6 @@ from conftest import compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
-from srlm_exp.generation.candidates import CandidateSampler
 from srlm_exp.judging.judge import Judge
 from srlm_exp.records import CandidateJudgments
 from srlm_exp.world import random_model

@@ -9,7 +9,6 @@ import random
 from types import SimpleNamespace
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup

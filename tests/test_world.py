@@ -12,7 +12,7 @@ import pytest
 from srlm_exp.world.grader import (Grade, canonical_response, extract_answer, grade, grade_task, judgment, read_judgment,
                                    response_with_score)
 from srlm_exp.world.build import SELF_INSTRUCT_FAMILY, WorldSizes, build_world
-from srlm_exp.world.tasks import FAMILIES, Task, parse_instruction, sample_task
+from srlm_exp.world.tasks import FAMILIES, parse_instruction, sample_task
 
 
 # ------------------------------------------------------------------------------ tasks
@@ -139,7 +139,7 @@ def test_response_with_score_every_family(name):
 
 def test_judgment_gives_the_correct_answer_what_the_response_did_and_the_score():
     rng = random.Random(0)
-    for name, fam in FAMILIES.items():
+    for fam in FAMILIES.values():
         task = fam.sample(rng)
         for score in range(6):
             response = response_with_score(task, score, rng)
@@ -179,7 +179,7 @@ def test_judge_eval_reads_the_judgments_back(tmp_path):
     sets = world.judge_eval_sets()[:2]
     task = parse_instruction(sets[0]["instruction"])
     right = [CandidateJudgments([judgment(task, r)], [0.0]) for r in sets[0]["responses"]]
-    wrong = [CandidateJudgments([f"The correct answer is zzz. The response says zzz, which is wrong. Score: 1"], [1.0])
+    wrong = [CandidateJudgments(["The correct answer is zzz. The response says zzz, which is wrong. Score: 1"], [1.0])
              for _ in sets[1]["responses"]]
     quoted_right = sum(grade_task(task, r).score in (1, 2) for r in sets[0]["responses"])
     read = judgment_reading(world, sets, [right, wrong])
