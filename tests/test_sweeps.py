@@ -39,10 +39,12 @@ def test_there_are_the_ten_reviewed_sweeps():
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_config_loads_through_run_py(sweep):
     out = subprocess.run([sys.executable, "run.py", "--config-dir", "sweeps", "--config-name", sweep.stem,
-                          "debug=smoke", "--cfg", "hydra"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+                          "debug=smoke", "--cfg", "hydra", "--resolve"], cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    params = yaml.safe_load(out.stdout)["hydra"]["sweeper"]["params"]
+    hydra = yaml.safe_load(out.stdout)["hydra"]
+    params = hydra["sweeper"]["params"]
     assert "seed" in params and len(str(params["seed"]).split(",")) == 3
+    assert Path(hydra["sweep"]["dir"]).name.endswith("_" + sweep.stem)  # outputs/multirun/<date>/<time>_<sweep>
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
