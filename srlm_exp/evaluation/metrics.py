@@ -1,4 +1,5 @@
-"""Judge-quality metrics (paper Table 4), head-to-head tallies and Pearson correlation.
+"""Judge-quality metrics (paper Table 4), head-to-head tallies and Pearson correlation; the rank correlations
+are scipy's, with this project's rules for failed parses and a constant judge.
 
 Scores are "higher is better" for both the judge and the reference (pass e.g. minus
 the human rank as the reference score). NaN judge scores are failed parses: they count
@@ -11,30 +12,18 @@ import math
 from typing import Sequence
 
 import numpy as np
-
-
-def _avg_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties get their average rank, NaN ranks below everything."""
-    x = np.where(np.isnan(x), -np.inf, x)
-    less = (x[None, :] < x[:, None]).sum(1)
-    equal = (x[None, :] == x[:, None]).sum(1)
-    return less + (equal + 1) / 2
+from scipy import stats
 
 
 def _rank_corrs(j: np.ndarray, r: np.ndarray) -> tuple[float, float]:
-    """(Spearman, Kendall tau-b) of judge vs reference for one prompt; 0 if judge constant."""
-    rj, rr = _avg_ranks(j), _avg_ranks(r)
-    if np.all(rj == rj[0]):
+    """(Spearman, Kendall tau-b) of judge vs reference for one prompt, on average ranks (scipy's): a NaN judge
+    score (a failed parse) ranks below every number, ties with other NaNs; a constant judge gets 0 for both,
+    where scipy has no value (it ranks nothing, so it is no better than chance). The caller skips prompts whose
+    reference is constant."""
+    j = np.where(np.isnan(j), -np.inf, j)
+    if np.all(j == j[0]):
         return 0.0, 0.0
-    dj, dr = rj - rj.mean(), rr - rr.mean()
-    spearman = float((dj * dr).sum() / math.sqrt((dj**2).sum() * (dr**2).sum()))
-    iu = np.triu_indices(len(j), 1)
-    sj = np.sign(rj[:, None] - rj[None, :])[iu]
-    sr = np.sign(rr[:, None] - rr[None, :])[iu]
-    n0 = len(sj)
-    # tau-b: (concordant - discordant) / sqrt((n0 - judge ties) * (n0 - reference ties))
-    kendall = float((sj * sr).sum() / math.sqrt((n0 - (sj == 0).sum()) * (n0 - (sr == 0).sum())))
-    return spearman, kendall
+    return float(stats.spearmanr(j, r).statistic), float(stats.kendalltau(j, r, variant="b").statistic)
 
 
 def judge_metrics(
