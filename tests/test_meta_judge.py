@@ -14,7 +14,7 @@ from conftest import REPRODUCIBLE_CPU, compose, run_job
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
-from srlm_exp.judging.meta_judge import (Battle, MetaJudge, battle_matrix, elo_ratings, position_weights,
+from srlm_exp.judging.meta_judge import (Battle, MetaJudge, battle_matrix, bradley_terry_ratings, position_weights,
                                          score_variance)
 from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
 
@@ -53,13 +53,13 @@ def test_battle_matrix_counts_weighted_wins_of_each_judgment():
     assert b == [[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.75, 0.0, 0.0]]
 
 
-def test_elo_ratings_maximise_the_bradley_terry_likelihood():
-    e = elo_ratings([[0.0, 2.0], [0.0, 0.0]], ridge=0.1)
+def test_bradley_terry_ratings_maximise_the_likelihood():
+    e = bradley_terry_ratings([[0.0, 2.0], [0.0, 0.0]], ridge=0.1)
     assert e[0] > 0 > e[1] and e[0] == pytest.approx(-e[1], abs=1e-9)
     # Stationary point of 2*log sigmoid(e0 - e1) - 0.05*(e0^2 + e1^2): 2*sigmoid(e1 - e0) = 0.1*e0.
     assert 2 / (1 + math.exp(e[0] - e[1])) == pytest.approx(0.1 * e[0], rel=1e-4)
-    assert elo_ratings([[0.0, 1.0], [1.0, 0.0]]) == pytest.approx([0.0, 0.0])  # even: no preference
-    a_beats_b_beats_c = elo_ratings([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    assert bradley_terry_ratings([[0.0, 1.0], [1.0, 0.0]]) == pytest.approx([0.0, 0.0])  # even: no preference
+    a_beats_b_beats_c = bradley_terry_ratings([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
     assert a_beats_b_beats_c[0] > a_beats_b_beats_c[1] > a_beats_b_beats_c[2]
 
 
@@ -182,7 +182,7 @@ def test_smoke_loop_reaches_m3_with_the_meta_judge(meta_run):
         assert json.loads((it / "training.json").read_text())["judge_pairs"] == len(judge_pairs)  # DPO trained on them
         assert summary["iterations"][t]["meta_judge"] == stats  # in the summary (and W&B), with what M(t) trained on
         for p in judge_pairs:
-            assert p["chosen"] != p["rejected"] and p["chosen_elo"] > p["rejected_elo"]
+            assert p["chosen"] != p["rejected"] and p["chosen_rating"] > p["rejected_rating"]
 
 
 def test_dpo_trains_on_the_judge_pairs_beside_the_policy_pairs(meta_run, tmp_path):

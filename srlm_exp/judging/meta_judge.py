@@ -9,8 +9,9 @@ Per iteration, after the candidates have been judged K times (generation/aift.py
 3. position weights: over the iteration's parsed verdicts, a win in the first position counts
    w1 = wins_second / (wins_first + wins_second) and a win in the second w2 = wins_first / (...), so a
    meta-judge that always names Judgment A adds nothing (1/2 each when it has no position bias);
-4. Elo ratings maximising sum_mn B_mn log sigmoid(e_m - e_n) over the weighted battle matrix B; a small ridge
-   keeps a judgment that never loses at a finite rating;
+4. Bradley-Terry ratings, the maximum-likelihood fit of sum_mn B_mn log sigmoid(e_m - e_n) over the weighted
+   battle matrix B (the paper calls them Elo scores; they are no Elo updates); a small ridge keeps a judgment
+   that never loses at a finite rating;
 5. a judge pair: prompt = the judge prompt of (instruction, response), chosen = the highest-rated judgment,
    rejected = the lowest (none when the ratings tie).
 
@@ -84,9 +85,11 @@ def battle_matrix(n: int, battles: Sequence[Battle], verdicts: Sequence[str | No
     return b
 
 
-def elo_ratings(b: Sequence[Sequence[float]], ridge: float = 0.01, steps: int = 500, lr: float = 0.5) -> list[float]:
-    """Ratings maximising sum_mn B_mn log sigmoid(e_m - e_n) - ridge/2 * |e|^2 (gradient ascent; the objective
-    is concave, and the ridge makes its maximum unique and finite)."""
+def bradley_terry_ratings(b: Sequence[Sequence[float]], ridge: float = 0.01, steps: int = 500,
+                          lr: float = 0.5) -> list[float]:
+    """Bradley-Terry ratings of n players from the win matrix b (b[m][k]: m's weighted wins over k): the e maximising
+    sum_mn B_mn log sigmoid(e_m - e_n) - ridge/2 * |e|^2, by gradient ascent (the objective is concave, and the
+    ridge makes its maximum unique and finite). Meta-Rewarding calls them Elo scores."""
     n = len(b)
     e = [0.0] * n
     for _ in range(steps):
@@ -218,16 +221,16 @@ class MetaJudge:
             if not any(v is not None for _, v in fought):
                 dropped["no_verdict"] += 1
                 continue
-            elo = elo_ratings(battle_matrix(len(resp["judgments"]), [b for b, _ in fought], [v for _, v in fought],
-                                            weights), ridge=self.ridge)
-            best, worst = max(range(len(elo)), key=elo.__getitem__), min(range(len(elo)), key=elo.__getitem__)
-            if elo[best] - elo[worst] < 1e-6:
+            rating = bradley_terry_ratings(battle_matrix(len(resp["judgments"]), [b for b, _ in fought],
+                                                         [v for _, v in fought], weights), ridge=self.ridge)
+            best, worst = max(range(len(rating)), key=rating.__getitem__), min(range(len(rating)), key=rating.__getitem__)
+            if rating[best] - rating[worst] < 1e-6:
                 dropped["tie"] += 1
                 continue
             pair = {"prompt_id": resp["prompt_id"], "instruction": judge.render(resp["instruction"], resp["response"]),
                     "chosen": resp["judgments"][best], "rejected": resp["judgments"][worst],
                     "chosen_score": resp["scores"][best], "rejected_score": resp["scores"][worst],
-                    "chosen_elo": elo[best], "rejected_elo": elo[worst]}
+                    "chosen_rating": rating[best], "rejected_rating": rating[worst]}  # Bradley-Terry
             if resp["gt_score"] is not None:
                 pair["gt_score"] = resp["gt_score"]
                 off_chosen = abs(resp["scores"][best] - resp["gt_score"])
