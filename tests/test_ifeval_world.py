@@ -404,6 +404,20 @@ def test_eft_rows_are_contrastive_one_per_score_and_balanced():
     assert len(ift_rows(sets, 2)) == 2
 
 
+def test_a_cut_off_passing_response_is_never_an_ift_row():
+    """Seed SFT teaches IFT rows as finished answers: a passing response cut by the budget is skipped for the
+    next passing one that ended, and an instruction whose passing responses were all cut gives no row."""
+    from srlm_exp.inference.sampler import Completion
+
+    text = _prompt(BASE, ("punctuation:no_comma", {}))
+    cut_then_ended = _set(text, [Completion("a b c", False), Completion("a, b", True), Completion("a d", True)])
+    only_cut = _set(text, [Completion("a b", False), Completion("a, b", True)])
+    assert cut_then_ended["finished"] == [False, True, True] and cut_then_ended["correct"] == [True, False, True]
+    assert [r["response"] for r in ift_rows([cut_then_ended, only_cut], 10)] == ["a d"]
+    assert all(type(r) is str for r in cut_then_ended["responses"])  # plain texts in eft_sets.jsonl
+    assert "finished" not in _set(text, ["a b"])  # a sampler that records no ending: every passing one counts
+
+
 def test_balance_thins_the_most_common_score_to_the_next():
     rows = [{"score": s, "k": i} for i, s in enumerate([1] * 10 + [5] * 4 + [4] * 2)]
     out = balance_scores(rows, random.Random(0))
