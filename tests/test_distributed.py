@@ -78,7 +78,7 @@ def test_local_multirun_with_ddp_is_refused_with_the_fix(tmp_path):
 
 
 def test_slurm_launcher_option_composes():
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import hydra_plugins.hydra_submitit_launcher  # noqa: F401  (the dev extra installs it: never skipped)
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
