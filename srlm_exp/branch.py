@@ -34,10 +34,8 @@ from pathlib import Path
 from srlm_exp import layout
 from srlm_exp.artifacts import write_json
 from srlm_exp.models.loading import is_model_dir
-from srlm_exp.resume import CONFIG_FILE
 
 
-BRANCH_FILE = "branched_from.json"
 
 
 class BranchError(ValueError):
@@ -48,7 +46,7 @@ def branch(source: str | Path, target: str | Path, through: int = 1) -> Path:
     """Copy `source`'s data/, iteration_0..`through`/, its config and the summary entries of M0..M(through)
     (without AIFT(M(through))'s statistics, which the branch remakes) into the new directory `target`."""
     src, dst = Path(source), Path(target)
-    summary_file = src / "summary.json"
+    summary_file = src / layout.SUMMARY
     if not summary_file.exists():
         raise BranchError(f"{src} is not a job directory (no summary.json): pass the directory a run.py job wrote")
     entries = {e["iteration"]: e for e in json.loads(summary_file.read_text()).get("iterations", [])}
@@ -66,12 +64,12 @@ def branch(source: str | Path, target: str | Path, through: int = 1) -> Path:
     for part in [src / layout.DATA] + [layout.iteration_dir(src, t) for t in range(through + 1)]:
         if part.exists():
             shutil.copytree(part, dst / part.name)
-    shutil.copy2(src / CONFIG_FILE, dst / CONFIG_FILE)
+    shutil.copy2(src / layout.RESOLVED_CONFIG, dst / layout.RESOLVED_CONFIG)
     kept = [entries[t] for t in range(through + 1)]
     kept[-1] = {k: v for k, v in kept[-1].items() if k != "aift"}
     # The rerun writes its own job entry into summary.json; where its first models came from stays here.
-    write_json(dst / BRANCH_FILE, {"source": str(src.resolve()), "through": f"M{through}"})
-    write_json(dst / "summary.json", {"job": {}, "status": "branched", "iterations": kept})
+    write_json(dst / layout.BRANCHED_FROM, {"source": str(src.resolve()), "through": f"M{through}"})
+    write_json(dst / layout.SUMMARY, {"job": {}, "status": "branched", "iterations": kept})
     return dst
 
 

@@ -16,6 +16,11 @@ from pathlib import Path
 DATA = "data"
 MODEL = "model"
 
+# The job's own files, in <job>/
+SUMMARY = "summary.json"                # one entry per model: what reports read (summary.py)
+RESOLVED_CONFIG = "resolved_config.yaml"  # the settings that made the job: a rerun compares against them (resume.py)
+BRANCHED_FROM = "branched_from.json"    # a branched job's source and the model it branched after (branch.py)
+
 # AIFT(M(t-1)), in iteration_t/: what M(t) trains on
 PROMPTS = "prompts.jsonl"
 CANDIDATES = "candidates.jsonl"
@@ -26,6 +31,7 @@ CURRICULUM = "curriculum.json"          # which judged prompts were kept (curric
 JUDGE_PAIRS = "judge_pairs.jsonl"       # Meta-Rewarding's judge pairs (meta_judge=...), for DPO
 META_JUDGE_STATS = "meta_judge.json"
 META_JUDGMENTS = "meta_judgments.jsonl"  # every battle's raw meta-judgment and verdict
+JUDGE_REPORT = "judge_report.json"      # the judge's own figures for the iteration (e.g. the reward model's quality)
 REWARD_MODEL = "reward_model"           # judge=reward_model retrained on AIFT(M(t-1))'s candidates
 
 # M(t) itself, in iteration_t/

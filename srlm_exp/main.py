@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from srlm_exp import distributed
+from srlm_exp import distributed, layout
 from srlm_exp.artifacts import atomic_path
 from srlm_exp.config import build_components
 from srlm_exp.inference.backend import use_generation
@@ -95,13 +95,13 @@ def run(cfg: DictConfig) -> dict:
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
         # Resolve once and store: ${hydra:...} interpolations do not resolve outside a running app.
-        with atomic_path(out_dir / "resolved_config.yaml") as tmp:  # a killed write never leaves half a config
+        with atomic_path(out_dir / layout.RESOLVED_CONFIG) as tmp:  # a killed write never leaves half a config
             tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     # Typed settings the report tells variants apart by, keyed as their override (`data.eft=false` is one key).
     job = {"choices": choices, "overrides": overrides, "seed": int(cfg.seed), "data.eft": bool(cfg.data.get("eft", True)),
            "train.reference": cfg.train.get("reference"), "sweep": sweep,
            **({"resumed_with_changes": changed} if changed else {})}
-    summary = Summary(out_dir / "summary.json", job)
+    summary = Summary(out_dir / layout.SUMMARY, job)
     summary.save()
     log_found(out_dir, summary.data["iterations"], cfg.loop.iterations)  # a rerun: what it reads back
     tracker = Tracker(cfg, choices, variant, out_dir, sweep)

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from srlm_exp import layout
 from srlm_exp.checks import ConfigError, Problem
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "resolved_config.yaml"
 # Settings that change how a run is watched or how much memory it takes, not what it writes (and the switch
 # itself). vLLM's KV cache size changes how many sequences run at once; each keeps its own seed, so a phase
 # draws alike (batch shapes can still round floats differently, as thread counts do).
@@ -50,7 +50,7 @@ def changed_settings(before: dict[str, Any], now: dict[str, Any]) -> dict[str, t
 def check_resume(out_dir: Path, cfg: DictConfig) -> list[str]:
     """Refuse (ConfigError, every differing key) to resume `out_dir` with settings other than its own;
     with `resume_anyway=true` keep the old config as resolved_config.previous.yaml and return the keys."""
-    stored = out_dir / CONFIG_FILE
+    stored = out_dir / layout.RESOLVED_CONFIG
     if not stored.exists():
         return []
     before = yaml.safe_load(stored.read_text()) or {}

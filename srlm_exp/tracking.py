@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DERIVED_GROUPS = ("model_defaults", "model_debug")
 MAX_TAG = 64  # W&B's limit on a tag's length
 SAMPLE_ROWS = 200  # rows per table and iteration: a seeded sample when there are more
-SAVED_FILES = ("summary.json", "resolved_config.yaml")  # the job's record and settings, as the run's files
+SAVED_FILES = (layout.SUMMARY, layout.RESOLVED_CONFIG)  # the job's record and settings, as the run's files
 
 
 class ContinuousWandbLogger(WandbLogger):

@@ -94,7 +94,7 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
             if is_main():
                 report = judge.loop_report()  # under DDP: rank 0's share of the prompts
                 if report is not None:
-                    write_json(out / "judge_report.json", report)
+                    write_json(out / layout.JUDGE_REPORT, report)
                 write_jsonl(out / layout.CANDIDATES, [r.to_json() for r in rows])
 
     if meta_judge is not None and not share_from_main((out / layout.JUDGE_PAIRS).exists):
@@ -126,8 +126,8 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
             stats["curriculum"] = {k: v for k, v in report.items() if k != "selected_prompt_ids"}
         if (out / layout.META_JUDGE_STATS).exists():
             stats["meta_judge"] = json.loads((out / layout.META_JUDGE_STATS).read_text())
-        if (out / "judge_report.json").exists():  # the judge's own figures: into the summary and W&B
-            stats["judge_report"] = json.loads((out / "judge_report.json").read_text())
+        if (out / layout.JUDGE_REPORT).exists():  # the judge's own figures: into the summary and W&B
+            stats["judge_report"] = json.loads((out / layout.JUDGE_REPORT).read_text())
         write_jsonl(out / layout.PAIRS, pairs)
         write_json(out / layout.STATS, stats)
         log.info("iteration %d data: %d prompts, %d pairs (%s)", iteration, len(prompts), len(pairs),

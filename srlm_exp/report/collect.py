@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
+from srlm_exp import layout
 from srlm_exp.layout import EVAL_RESPONSES, iteration_dir
-from srlm_exp.resume import CONFIG_FILE, NEUTRAL
+from srlm_exp.resume import NEUTRAL
 
-SUMMARY_NAME = "summary.json"
 # Per-job identifiers that differ between every job of a sweep without being a
 # setting; treating them as config would make every job its own variant.
 _JOB_IDENTIFIERS = {"num", "id", "name", "override_dirname", "dir", "output_dir", "run_dir",
@@ -87,7 +87,7 @@ def _natural_key(p: Path) -> list:
 
 def find_summaries(root: str | Path) -> list[Path]:
     """All ``summary.json`` files under `root` (recursive), in natural path order."""
-    return sorted((p for p in Path(root).rglob(SUMMARY_NAME) if p.is_file()), key=_natural_key)
+    return sorted((p for p in Path(root).rglob(layout.SUMMARY) if p.is_file()), key=_natural_key)
 
 
 def _is_scalar(v: Any) -> bool:
@@ -174,7 +174,7 @@ def load_job(path: Path, root: Path) -> Job:
     except ValueError:
         rel = str(Path(path).parent)
     return Job(Path(path), rel, cfg, seed, status, _iteration_records(data.get("iterations")),
-               resolved=_resolved_config(Path(path).parent / CONFIG_FILE))
+               resolved=_resolved_config(Path(path).parent / layout.RESOLVED_CONFIG))
 
 
 def _resolved_config(path: Path) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def check_variant_keys(jobs: list[Job], by: list[str]) -> list[str]:
         elif is_neutral(k) or k in _JOB_IDENTIFIERS:
             bad.append(f"{k}: changes no artifact (logging, launch or Hydra setting), so it cannot tell variants apart")
         elif all(j.setting(k) is _MISSING for j in jobs):
-            bad.append(f"{k}: no job has this setting (neither in its summary.json nor its {CONFIG_FILE})")
+            bad.append(f"{k}: no job has this setting (neither in its summary.json nor its {layout.RESOLVED_CONFIG})")
     if bad:
         varying = variant_keys(jobs)
         others = sorted({k for j in jobs for k in j.config} - set(varying))
