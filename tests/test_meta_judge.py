@@ -138,6 +138,8 @@ def test_meta_eft_rows_name_the_position_of_the_rows_own_judgment(meta, judge):
     (["train=sft"], "meta_judge"),
     (["judge=oracle"], "meta_judge"),
     (["judge=pairwise"], "meta_judge"),
+    (["judge=composite"], "meta_judge"),   # scores without judgments of its own to compare
+    (["train=reinforce"], "meta_judge"),   # no judge pairs in its data
     (["meta_judge.template=no placeholders"], "meta_judge.template"),
     (["meta_judge.n_responses=0"], "meta_judge.n_responses"),
     (["meta_judge.ridge=0"], "meta_judge.ridge"),
@@ -145,6 +147,11 @@ def test_meta_eft_rows_name_the_position_of_the_rows_own_judgment(meta, judge):
 ])
 def test_bad_settings_are_config_errors_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose(["debug=smoke", "experiment=meta_rewarding", *overrides]))
+
+
+def test_any_dpo_stage_and_pointwise_judge_prompt_take_a_meta_judge():
+    for overrides in (["train=dpo_nll"], ["judge=holistic5"], ["judge=constraints5"]):
         validate(compose(["debug=smoke", "experiment=meta_rewarding", *overrides]))
 
 

@@ -39,6 +39,8 @@ Does the response follow the rule? Answer Yes or No."""
 class RuleJudge(Judge):
     """P(the rule holds) for each candidate, from the judge model's next-token probabilities of Yes and No."""
 
+    pointwise_judgments = False  # next-token probabilities, no judgment text
+
     def __init__(self, name: str, rule: str, template: str = RULE_TEMPLATE, yes: str = "Yes", no: str = "No",
                  model_path: str | None = None):
         check(require(bool(rule and rule.strip()), "rule", "is empty", "write the rule the response must follow"),

@@ -29,6 +29,7 @@ class Judge(Scorer):
     required_placeholders: ClassVar[tuple[str, ...]] = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>")
     # Its judgments follow the seed data's EFT judgments (what the seed data can read back: JudgmentReader).
     writes_seed_judgments: ClassVar[bool] = True
+    pointwise_judgments = True
 
     def __init__(
         self,

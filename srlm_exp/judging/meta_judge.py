@@ -32,9 +32,7 @@ from typing import Any, Sequence
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import Problem, at_least, check, require, sampling_problems
 from srlm_exp.inference.sampler import Sampling, sample
-from srlm_exp.judging.judge import Judge
 from srlm_exp.records import PromptCandidates, mean_or_none, merge_identical
-from srlm_exp.training.dpo import DPOStage
 
 PLACEHOLDERS = ("<INSTRUCTION_HERE>", "<RESPONSE_HERE>", "<JUDGMENT_A_HERE>", "<JUDGMENT_B_HERE>")
 POSITIONS = ("A", "B")
@@ -259,11 +257,11 @@ def meta_judge_problems(meta_judge, judge, train_stage) -> list[Problem | None]:
     if meta_judge is None:
         return []
     return [
-        require(type(judge) is Judge and judge.model_path is None, "meta_judge",
+        require(getattr(judge, "pointwise_judgments", False) and judge.model_path is None, "meta_judge",
                 f"compares the policy's own pointwise judgments, but judge={getattr(judge, 'name', judge)!r}"
                 + (" judges with a teacher (judge.model_path)" if getattr(judge, "model_path", None) else " is not "
                    "a pointwise judge prompt"),
                 "choose judge=additive5 or judge=holistic5 with judge.model_path=null, or meta_judge=none"),
-        require(isinstance(train_stage, DPOStage), "meta_judge", "trains the judge by DPO on its judge pairs, "
+        require(getattr(train_stage, "trains_on_judge_pairs", False), "meta_judge", "trains the judge by DPO on its judge pairs, "
                 f"but train={getattr(train_stage, 'name', type(train_stage).__name__)}", "set train=dpo, or meta_judge=none"),
     ]

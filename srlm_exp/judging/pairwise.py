@@ -41,6 +41,7 @@ def verdict_scores(preference: str | None, first_is_a: bool) -> tuple[float, flo
 class PairwiseJudge(Judge):
     required_placeholders = ("<INSTRUCTION_HERE>", "<RESPONSE_A_HERE>", "<RESPONSE_B_HERE>")
     writes_seed_judgments = False  # "Response A answers the question better.": no answer to read back
+    pointwise_judgments = False    # a preference between two candidates, not a judgment of one
 
     def __init__(self, name: str, template: str, preference_marker: str = "Better:", num_judgments: int = 1,
                  temperature: float = 0.7, top_p: float = 0.9, max_new_tokens: int = 40, model_path: str | None = None):

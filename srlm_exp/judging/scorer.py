@@ -36,11 +36,17 @@ class Scorer:
     """Scores every candidate of every instruction of one AIFT set."""
 
     name: str
+    # Writes pointwise judgments of its own ("... Score: N", one per candidate) that a meta-judge can compare.
+    pointwise_judgments: bool = False
 
     def judge_in_loop(self, policy, tokenizer, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
                       models, iteration: int, batch_size: int = 32) -> list[list[CandidateJudgments]]:
         """Score AIFT(M(t)) (t = `iteration`); `policy` is M(t), `models` the run's ModelStore (scorers that
         need other models, M(t-1) or a trained reward model, load them through it)."""
+        raise NotImplementedError
+
+    def model_judge(self) -> Scorer:
+        """The judge prompt the model learns (EFT) and is evaluated with: a judging.judge.Judge."""
         raise NotImplementedError
 
     def loop_report(self) -> dict | None:

@@ -113,6 +113,8 @@ class DPOStage(StageSettings):
     """Builds DPO data from pairs.jsonl (and a meta-judge's judge_pairs.jsonl), computes reference log-probs,
     and fits the policy."""
 
+    trains_on_judge_pairs = True
+
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
                  batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0,

@@ -78,6 +78,9 @@ class StageSettings:
     """The settings every stage is configured with (conf/seed_sft, conf/train/*.yaml), checked and stored in
     one place; each stage's constructor names them (Hydra passes them by name) and hands them here."""
 
+    # Trains on a meta-judge's judge pairs (judge_pairs.jsonl) beside the policy's pairs: DPO only.
+    trains_on_judge_pairs = False
+
     def fit_settings(self, *, lr: float, min_lr: float, warmup_steps: int, weight_decay: float, epochs: int,
                      max_steps: int, batch_size: int, max_len: int | str) -> list[Problem | None]:
         """Optimizer, schedule and batches; the problems with them."""
