@@ -120,12 +120,20 @@ def _can_build_wheels() -> bool:
     with the `wheel` package): a fresh venv's own (Python 3.11's 65) cannot, and the build runs without isolation."""
     from importlib.metadata import PackageNotFoundError, version
 
+    # Installed distributions are read from their metadata, never looked up as modules: finding `pip` through the
+    # import system makes setuptools' distutils hack switch itself off for the whole process, and a later
+    # `import setuptools` (vLLM imports torch.utils.cpp_extension) then fails in every test after this one.
+    def installed(name: str) -> bool:
+        try:
+            return bool(version(name))
+        except PackageNotFoundError:
+            return False
+
     try:
         setuptools = tuple(int(x) for x in version("setuptools").split(".")[:2])
     except (PackageNotFoundError, ValueError):
         return False
-    wheel = importlib.util.find_spec("wheel") is not None
-    return importlib.util.find_spec("pip") is not None and (setuptools >= (70, 1) or (setuptools >= (68, 0) and wheel))
+    return installed("pip") and (setuptools >= (70, 1) or (setuptools >= (68, 0) and installed("wheel")))
 
 
 @pytest.mark.skipif(not _can_build_wheels(), reason="needs pip and setuptools>=70.1 (or >=68 with wheel)")
