@@ -137,3 +137,13 @@ def spawn_ranks(target, *args, world: int = 2) -> list:
     for p in procs:
         p.join(timeout=60)
     return got
+
+
+def lrs_per_step(optimizer, scheduler, total: int) -> list[float]:
+    """The learning rate each of `total` optimizer steps trains at, stepping the optimizer and its scheduler."""
+    lrs = []
+    for _ in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs

@@ -7,20 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import lrs_per_step
 from srlm_exp.training.optim import adamw_with_cosine
 
 transformers_optimization = pytest.importorskip("transformers.optimization")
 
 
 def _lrs(make_scheduler, total: int) -> list[float]:
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer, scheduler = make_scheduler([param])
-    out = []
-    for _ in range(total):
-        out.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return out
+    return lrs_per_step(*make_scheduler([torch.nn.Parameter(torch.zeros(1))]), total)
 
 
 def _ours(total: int, warmup: int, lr: float, min_lr: float):

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from conftest import lrs_per_step
 from srlm_exp.chat import chat_example
 from srlm_exp.models.loading import load_model, load_tokenizer
 from srlm_exp.training.base import PolicyModule
@@ -122,13 +123,7 @@ def _schedule(total: int, lr: float, min_lr: float, warmup: int) -> list[float]:
     """The learning rate of each optimizer step under adamw_with_cosine, for a run of `total` steps."""
     module = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=total))
     out = adamw_with_cosine(module, [torch.nn.Parameter(torch.zeros(1))], lr, min_lr, warmup, 0.0)
-    optimizer, scheduler = out["optimizer"], out["lr_scheduler"]["scheduler"]
-    lrs = []
-    for _ in range(total):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
+    return lrs_per_step(out["optimizer"], out["lr_scheduler"]["scheduler"], total)
 
 
 def test_warm_up_then_cosine_to_the_floor_on_hand_numbers():
