@@ -26,11 +26,11 @@ from srlm_exp.artifacts import read_jsonl
 from srlm_exp.distributed import is_main
 from srlm_exp.generation.aift import aift_done
 from srlm_exp.models.loading import is_model_dir
-from srlm_exp.phases import PhaseLog
+from srlm_exp.phases import PROGRESS_EVERY_SECONDS, PhaseLog, duration
 
 log = logging.getLogger(__name__)
 
-EVERY_SECONDS = 30.0  # a training progress line at least this often (and at the first step and the end)
+EVERY_SECONDS = PROGRESS_EVERY_SECONDS  # a training progress line at least this often (and at the first step and the end)
 
 # The models whose phases are open, innermost last: a fit's lines name the model it trains (M2), which the
 # Trainer does not know. `_all_done`: the job started on a directory where nothing was left to run.
@@ -43,14 +43,6 @@ def quiet_bars_off_terminal() -> None:
     stderr is not a terminal; the phases' lines say what happens instead. On a terminal they stay."""
     if not sys.stderr.isatty():
         transformers.utils.logging.disable_progress_bar()
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _say(msg: str, *args: Any) -> None:

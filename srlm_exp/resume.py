@@ -7,6 +7,7 @@ every setting that differs; the job refuses them all at once unless `resume_anyw
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,13 @@ NEUTRAL = ("logger", "paths", "resume_anyway", "trainer.enable_progress_bar", "t
            "generation.vllm.cpu_kv_cache_gib")
 
 
+# What a prompt's judged candidates depend on. A job branched with `--with-candidates` (branch.py) holds another
+# job's candidates of AIFT(M(t)), so a rerun may change how they are trained on (train, pairs, curriculum, the
+# cut-off rule) but none of these, not even with resume_anyway: its pairs would claim settings that never made them.
+CANDIDATE_SETTINGS = ("seed", "model", "data", "prompts", "judge", "callbacks.self_reward", "generation.backend")
+TRAINING_ONLY = ("callbacks.self_reward.cut_off", "callbacks.self_reward.cut_off_penalty")
+
+
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
@@ -37,6 +45,12 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def _neutral(key: str) -> bool:
     return any(key == n or key.startswith(n + ".") for n in NEUTRAL)
+
+
+def _makes_candidates(key: str) -> bool:
+    def under(prefixes):
+        return any(key == n or key.startswith(n + ".") for n in prefixes)
+    return under(CANDIDATE_SETTINGS) and not under(TRAINING_ONLY)
 
 
 def changed_settings(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -57,6 +71,14 @@ def check_resume(out_dir: Path, cfg: DictConfig) -> list[str]:
     changed = changed_settings(before, OmegaConf.to_container(cfg, resolve=True))
     if not changed:
         return []
+    branched = out_dir / layout.BRANCHED_FROM
+    shared = json.loads(branched.read_text()).get("candidates") if branched.exists() else None
+    kept = {k: v for k, v in changed.items() if _makes_candidates(k)} if shared else {}
+    if kept:
+        raise ConfigError([Problem(k, f"was {old!r} when the candidates of {shared} in {out_dir} were sampled and judged "
+                                      f"(copied by branch --with-candidates), is {new!r} now",
+                                   f"keep {k} as it was, or branch without --with-candidates so that the rerun samples "
+                                   "and judges its own") for k, (old, new) in kept.items()])
     if cfg.get("resume_anyway", False):
         log.warning("resuming %s with %d changed setting(s), as resume_anyway=true: %s", out_dir, len(changed),
                     ", ".join(changed))

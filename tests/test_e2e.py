@@ -334,6 +334,41 @@ def test_a_branch_after_m1_reuses_the_jobs_m1_and_trains_its_own_m2_m3(smoke_run
     assert json.loads((job / "branched_from.json").read_text())["through"] == "M1"
 
 
+def test_a_branch_with_candidates_trains_on_the_same_candidates_under_its_own_cut_off_rule(smoke_run, tmp_path):
+    """`branch --with-candidates`: AIFT(M1)'s prompts and judged candidates are the source's, read back and never
+    resampled; the rerun makes its own pairs under its own cut-off rule, and refuses a change to anything that
+    made the candidates (here the judge), even with resume_anyway."""
+    from srlm_exp.branch import BranchError, branch, main as branch_main
+    from srlm_exp.records import PromptCandidates
+
+    with pytest.raises(BranchError, match="M0 makes none"):
+        branch(smoke_run, tmp_path / "m0", through=0, with_candidates=True)
+    job = tmp_path / "keep"
+    assert branch_main([str(smoke_run), str(job), "--with-candidates"]) == 0
+    assert sorted(p.name for p in (job / "iteration_2").iterdir()) == ["candidates.jsonl", "prompts.jsonl"]
+    assert json.loads((job / "branched_from.json").read_text())["candidates"] == "AIFT(M1)"
+
+    refused = run_job(["debug=smoke", "logger=none", "judge=oracle", "resume_anyway=true", f"hydra.run.dir={job}"],
+                      tmp_path / "refused.log", check=False)
+    assert refused.returncode != 0 and "judge" in refused.log and "--with-candidates" in refused.log
+    assert not (job / "iteration_2" / "pairs.jsonl").exists()
+
+    proc = run_job(["debug=smoke", "logger=none", "loop.iterations=1", "callbacks.self_reward.cut_off=keep",
+                    "resume_anyway=true", f"hydra.run.dir={job}"], tmp_path / "stdout.log")
+    s = _summary(job)
+    assert s["status"] == "finished" and [e["model"] for e in s["iterations"]] == ["M0", "M1", "M2"]
+    # AIFT(M1)'s phases are timed in M1's entry: the source sampled and judged, the branch read them back.
+    assert "candidates_and_judging" in _summary(smoke_run)["iterations"][1]["timings"]
+    assert "candidates_and_judging" not in s["iterations"][1]["timings"]
+    source = [PromptCandidates.from_json(r) for r in read_jsonl(smoke_run / "iteration_2" / "candidates.jsonl")]
+    branched = [PromptCandidates.from_json(r) for r in read_jsonl(job / "iteration_2" / "candidates.jsonl")]
+    assert [[(c.text, c.judgment.scores, c.finished) for c in r.candidates] for r in branched] == \
+        [[(c.text, c.judgment.scores, c.finished) for c in r.candidates] for r in source]
+    assert {r.cut_off.rule for r in source} == {"drop"} and {r.cut_off.rule for r in branched} == {"keep"}
+    assert json.loads((job / "iteration_2" / "stats.json").read_text())["generated"]["cut_off_rule"] == "keep"
+    assert "applying callbacks.self_reward.cut_off=keep" in proc.log
+
+
 def test_a_branch_after_m0_keeps_m0s_evaluation_and_trains_its_own_m1(smoke_run, tmp_path):
     """`branch --through 0` then a rerun without EFT (the paper's ablation): the seed data and M0's evaluation
     are the source job's; M1 is trained again, on IFT only, and the loop goes on from it."""

@@ -146,3 +146,29 @@ def test_without_a_resettable_high_water_mark_the_sampler_reads_this_process_too
         pass
     peak = log.summary()["peak_rss_gb"]
     assert peak["train"] * GB >= base + 0.9 * BIG and peak["eval"] * GB < base + BIG / 2
+
+
+def test_a_logged_bar_writes_progress_lines_with_an_eta_and_a_last_line(caplog, monkeypatch):
+    """Generation in a log file: lines with done/total and an ETA at most every `every` seconds, one at the end."""
+    import logging
+
+    from srlm_exp.phases import LoggedBar, progress_bar
+
+    clock = iter(range(0, 1000, 10))  # each reading of the clock is 10 s later
+    monkeypatch.setattr(phases_module.time, "time", lambda: float(next(clock)))
+    with caplog.at_level(logging.INFO, logger="srlm_exp.progress"):
+        bar = LoggedBar(total=8, desc="candidates (vLLM)", every=25.0)
+        for _ in range(4):
+            bar.update(2)
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    # The clock reads 10 s later each time: the first line comes after 3 updates (30 s >= 25 s), not before.
+    assert lines[0] == "candidates (vLLM): 6/8 after 40.0 s (0.15/s, ETA 13.3 s)", lines
+    assert lines[-1].startswith("candidates (vLLM): 8/8 done in"), lines
+    assert len(lines) == 2  # not one per update
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="srlm_exp.progress"):
+        quiet = progress_bar(8, "judgments", show=False)
+        quiet.update(8)
+        quiet.close()
+    assert caplog.records == []

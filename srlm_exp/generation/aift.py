@@ -118,6 +118,16 @@ def make_aift(model, tokenizer, *, out_dir: Path, iteration: int, seed: int, pro
         if (out / layout.PAIRS).exists() and (out / layout.STATS).exists():
             return json.loads((out / layout.STATS).read_text())
         judged = rows if rows is not None else [PromptCandidates.from_json(r) for r in read_jsonl(out / layout.CANDIDATES)]
+        if any(r.cut_off is not None and r.cut_off != sampler.cut_off for r in judged):
+            # The cut-off rule says how candidates are trained on, not how they were made: candidates read back
+            # (a branch --with-candidates with another rule) take this job's rule, in the file too, which the
+            # stages that train on candidates.jsonl itself (RFT, RLOO, PPO) read.
+            log.warning("iteration %d: applying callbacks.self_reward.cut_off=%s to the candidates read back from %s "
+                        "(made with %s)", iteration, sampler.cut_off.rule, out / layout.CANDIDATES,
+                        sorted({r.cut_off.rule for r in judged if r.cut_off is not None}))
+            for r in judged:
+                r.cut_off = sampler.cut_off if r.cut_off is not None else None
+            write_jsonl(out / layout.CANDIDATES, [r.to_json() for r in judged])
         selected, report = (curriculum or Curriculum()).select(judged)
         if report is not None:  # before pairs.jsonl: a rerun that finds the pairs finds the selection too
             write_json(out / layout.CURRICULUM, report)

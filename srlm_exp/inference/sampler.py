@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from srlm_exp.chat import pad_batch
 from srlm_exp.inference.backend import generation_settings
@@ -30,6 +29,7 @@ from srlm_exp.inference.vllm_engine import engine_for
 from srlm_exp.models.checkpoints import directory_of
 from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
+from srlm_exp.phases import progress_bar
 
 class Completion(str):
     """A continuation's text that knows whether it ended: `finished` is False when it was cut off by the
@@ -120,7 +120,7 @@ def _vllm_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sampling: S
     # One seed per continuation from torch's stream (started per phase by seed_sampling): reruns draw alike.
     seeds = torch.randint(0, 2**31 - 1, (len(prompts) * n,)).tolist() if sampling.temperature > 0 else None
     ids = engine.generate(prompts, sampling.max_new_tokens, sampling.temperature, sampling.top_p, sampling.top_k,
-                          tokenizer.eos_token_id, n, seeds)
+                          tokenizer.eos_token_id, n, seeds, desc)
     budget = sampling.max_new_tokens
     return [[Completion(t.strip(), ended(r, tokenizer.eos_token_id, None, budget))
              for t, r in zip(tokenizer.batch_decode(row, skip_special_tokens=True), row)] for row in ids]
@@ -149,7 +149,7 @@ def generate(
     outputs: list[Completion] = [Completion("", False)] * len(prompts)
     do_sample = sampling.temperature > 0
     pad_id = tokenizer.pad_token_id
-    bar = tqdm(total=len(prompts), desc=desc, disable=None if show_progress else True, leave=False)  # None: off a terminal
+    bar = progress_bar(len(prompts), desc, show_progress)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         batch = [list(prompts[i]) for i in idx]
@@ -244,7 +244,7 @@ def _shared_prefix_sample(model, tokenizer, prompts: Sequence[Sequence[int]], sa
     order = sorted(range(len(prompts)), key=lambda i: len(contexts[i]))
     per_batch = max(1, batch_size // n)
     outputs: list[list[Completion]] = [[] for _ in prompts]
-    bar = tqdm(total=len(prompts) * n, desc=desc, disable=None if show_progress else True, leave=False)  # as above
+    bar = progress_bar(len(prompts) * n, desc, show_progress)
     for start in range(0, len(order), per_batch):
         idx = order[start : start + per_batch]
         ids = pad_batch([contexts[i] for i in idx], pad_id, left=True).to(device)

@@ -44,6 +44,7 @@ import torch
 from srlm_exp.checks import AUTO, ConfigError, Problem
 from srlm_exp.models.context import context_length
 from srlm_exp.models.loading import release_cached_memory
+from srlm_exp.phases import LoggedBar
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,10 @@ class Engine:
         return kv_cache_bytes(self.settings.cpu_kv_cache_gib, self.kv_token_bytes, self.max_model_len, blocks)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float, top_p: float,
-                 top_k: int, stop_token_id: int, n: int, seeds: Sequence[int] | None) -> list[list[list[int]]]:
-        """`n` continuations (new token ids) of every prompt; `seeds` holds one per continuation when sampled."""
+                 top_k: int, stop_token_id: int, n: int, seeds: Sequence[int] | None,
+                 desc: str = "generate") -> list[list[list[int]]]:
+        """`n` continuations (new token ids) of every prompt; `seeds` holds one per continuation when sampled.
+        A log file gets a progress line (`desc`) at least every 30 s (phases.LoggedBar), a terminal too."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -228,7 +231,7 @@ class Engine:
                                                  seed=int(seeds[i * n + j]), **common))
                 else:
                     params.append(SamplingParams(temperature=0.0, **common))
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        outputs = self.llm.generate(requests, params, use_tqdm=lambda **bar: LoggedBar(**{**bar, "desc": f"{desc} (vLLM)"}))
         flat = [list(o.outputs[0].token_ids) for o in outputs]
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
