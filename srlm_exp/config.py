@@ -70,11 +70,11 @@ def _choice(cfg: DictConfig, key: str) -> str:
 def _missing(cfg: DictConfig, key: str) -> list[Problem]:
     node = OmegaConf.select(cfg, key)
     out = []
-    for sub in node.keys() if isinstance(node, DictConfig) else ():
+    for sub in node.keys() if isinstance(node, DictConfig) else ():  # typed any key type (bytes too): !s prints it
         if OmegaConf.is_missing(node, sub):
-            out.append(Problem(f"{key}.{sub}", f"is required by {_choice(cfg, key)}", f"set {key}.{sub}=..."))
+            out.append(Problem(f"{key}.{sub!s}", f"is required by {_choice(cfg, key)}", f"set {key}.{sub!s}=..."))
         elif isinstance(node._get_node(sub), DictConfig):
-            out += _missing(cfg, f"{key}.{sub}")
+            out += _missing(cfg, f"{key}.{sub!s}")
     return out
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar, cast
 
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
@@ -64,7 +64,9 @@ def launch(trainer_cfg: DictConfig | dict, multirun: bool = False) -> int:
     `hydra.output_subdir=null`, so the children work in this job's output dir and create no
     folders of their own. A child reaches this call too and only joins the process group.
     """
-    c = OmegaConf.to_container(trainer_cfg, resolve=True) if isinstance(trainer_cfg, DictConfig) else dict(trainer_cfg)
+    # to_container is typed as any container; a DictConfig's is a dict
+    c = (cast(dict, OmegaConf.to_container(trainer_cfg, resolve=True)) if isinstance(trainer_cfg, DictConfig)
+         else dict(trainer_cfg))
     strategy = c.get("strategy", "auto")
     if not isinstance(strategy, str) or (strategy == "auto" and c.get("devices", 1) in (1, "1")):
         return 1
@@ -82,6 +84,7 @@ def launch(trainer_cfg: DictConfig | dict, multirun: bool = False) -> int:
     if _initialized():  # already launched (e.g. a second job in the same process)
         return world_size()
     from lightning_fabric import Fabric
+    from lightning_fabric.strategies import ParallelStrategy
 
     # Fabric only starts the processes and the process group here; under trainer=fsdp each fit's
     # Trainer shards the model itself (training/sharding.py), so the processes start as for DDP.
@@ -89,7 +92,9 @@ def launch(trainer_cfg: DictConfig | dict, multirun: bool = False) -> int:
                     num_nodes=c.get("num_nodes", 1), strategy="ddp" if strategy == "fsdp" else strategy)
     if fabric.world_size == 1:
         return 1
-    if multirun and not fabric.strategy.cluster_environment.creates_processes_externally:
+    env = fabric.strategy.cluster_environment if isinstance(fabric.strategy, ParallelStrategy) else None
+    assert env is not None, "more than one process: Fabric's strategy is a parallel one, with its cluster environment"
+    if multirun and not env.creates_processes_externally:
         raise DistributedConfigError(
             f"trainer.strategy={strategy} with {fabric.world_size} devices in a local multirun: Lightning would "
             "re-run the whole sweep's command line in every child process. Run multi-device jobs one at a time, "

@@ -77,13 +77,13 @@ class Loop:
             phases = LoggedPhases(self.out, t)
             makes_data = t < last
             # Rank 0 decides what a resumed job skips: every rank must take the same branch.
-            if not distributed.share_from_main(lambda t=t: is_model_dir(models.model_dir(t))):
+            if not distributed.share_from_main(partial(is_model_dir, models.model_dir(t))):
                 with phases.phase("train"):  # the generation phases nested in it are timed apart
                     self.train(t, models, phases if makes_data else None)
             else:
-                if not distributed.share_from_main(lambda t=t: (self.iteration_dir(t) / layout.TRAINING).exists()):
+                if not distributed.share_from_main((self.iteration_dir(t) / layout.TRAINING).exists):
                     self.rebuild_training_record(t, models)
-                if makes_data and not distributed.share_from_main(lambda t=t: aift_done(self.iteration_dir(t + 1))):
+                if makes_data and not distributed.share_from_main(partial(aift_done, self.iteration_dir(t + 1))):
                     model = models.load(t)
                     self.make_aift(t, model, tokenizer, phases, models)
                     release(model)
@@ -129,6 +129,7 @@ class Loop:
         if phases is not None:
             release_cached_memory()  # the fit's optimizer state, unreachable since the stage returned
             # Lightning's teardown moved the model to the CPU: back on this rank's device to generate.
+            assert saved.model is not None  # publish() raised otherwise
             self.make_aift(t, saved.model.to(self.device), models.tokenizer, phases, models)
         release(saved.model)
         release(model)

@@ -131,7 +131,8 @@ class TrainingProgress(pl.Callback):
         self.start = self.last = time.time()
         self.step = 0
         try:
-            rows = len(trainer.train_dataloader.dataset)
+            loader = trainer.train_dataloader
+            rows = len(loader.dataset) if loader is not None else None
         except (AttributeError, TypeError):
             rows = None
         unit = "pairs" if prefix == "dpo" else "examples"  # DPO's rows are pairs (and Meta-Rewarding's judge pairs)
@@ -168,6 +169,8 @@ class TrainingProgress(pl.Callback):
 
 def _loss(outputs: Any) -> str:
     loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if loss is None:
+        return ""
     try:
         return f", loss {float(loss):.4g}"
     except (TypeError, ValueError, RuntimeError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -68,7 +68,7 @@ def check_resume(out_dir: Path, cfg: DictConfig) -> list[str]:
     if not stored.exists():
         return []
     before = yaml.safe_load(stored.read_text()) or {}
-    changed = changed_settings(before, OmegaConf.to_container(cfg, resolve=True))
+    changed = changed_settings(before, cast(dict, OmegaConf.to_container(cfg, resolve=True)))
     if not changed:
         return []
     branched = out_dir / layout.BRANCHED_FROM

@@ -14,7 +14,7 @@ import logging
 import random
 from argparse import Namespace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, cast
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
@@ -45,7 +45,7 @@ class ContinuousWandbLogger(WandbLogger):
         # Lightning always passes `anonymous` (None here), which wandb now answers with a deprecation warning.
         self._wandb_init.pop("anonymous", None)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
     def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
@@ -77,7 +77,7 @@ class Tracker:
             name=f"{variant},seed={cfg.seed}",
             save_dir=str(out_dir),
             mode=cfg.logger.mode,
-            config={**OmegaConf.to_container(cfg, resolve=True), "choices": dict(choices), "variant": variant},
+            config={**cast(dict, OmegaConf.to_container(cfg, resolve=True)), "choices": dict(choices), "variant": variant},
             reinit="create_new",
             settings=wandb_settings(),
         )
@@ -92,10 +92,10 @@ class Tracker:
         if self.lightning_logger is not None:
             self.lightning_logger.step_offset += steps
 
-    def _against_iteration(self, keys) -> None:
-        """Every per-iteration metric (eval/*, aift/*, gen_verif/*, timings/*, ...) on the `iteration` axis, its
-        prefix declared the first time it appears (Lightning's default puts every key on trainer/global_step)."""
-        run = self.lightning_logger.experiment
+    def _against_iteration(self, run, keys) -> None:
+        """Every per-iteration metric (eval/*, aift/*, gen_verif/*, timings/*, ...) on the `iteration` axis of `run`
+        (the W&B run), its prefix declared the first time it appears (Lightning's default puts every key on
+        trainer/global_step)."""
         for key in keys:
             prefix = key.split("/", 1)[0]
             if prefix not in self.step_metrics and prefix != "iteration":
@@ -106,8 +106,9 @@ class Tracker:
         if self.lightning_logger is None:
             return
         flat = {k: v for k, v in _flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self._against_iteration(flat)
-        self.lightning_logger.experiment.log({"iteration": iteration, **flat})
+        run = self.lightning_logger.experiment
+        self._against_iteration(run, flat)
+        run.log({"iteration": iteration, **flat})
 
     def log_samples(self, iteration: int, iteration_dir: Path) -> None:
         """Add iteration t's rows to three tables that run across iterations, each with an `iteration` column:
@@ -134,8 +135,9 @@ class Tracker:
                 self.tables[key].add_data(iteration, *row)
             logged[key] = self.tables[key]
         if logged:
-            self._against_iteration(logged)
-            self.lightning_logger.experiment.log({"iteration": iteration, **logged})
+            run = self.lightning_logger.experiment
+            self._against_iteration(run, logged)
+            run.log({"iteration": iteration, **logged})
 
     def finish(self, failed: bool) -> None:
         if self.lightning_logger is None:
@@ -177,7 +179,8 @@ def _candidate_rows(path: Path, rng: random.Random) -> list[list[Any]]:
     prompts = read_jsonl(path)
     order = list(range(len(prompts)))
     rng.shuffle(order)
-    kept, n = [], 0
+    kept: list[int] = []
+    n = 0
     for i in order:
         if kept and n + len(prompts[i]["candidates"]) > SAMPLE_ROWS:
             break

@@ -152,10 +152,11 @@ def test_a_logged_bar_writes_progress_lines_with_an_eta_and_a_last_line(caplog, 
     """Generation in a log file: lines with done/total and an ETA at most every `every` seconds, one at the end."""
     import logging
 
-    from srlm_exp.phases import LoggedBar, progress_bar
+    from srlm_exp.inference import bars as bars_module
+    from srlm_exp.inference.bars import LoggedBar, progress_bar
 
     clock = iter(range(0, 1000, 10))  # each reading of the clock is 10 s later
-    monkeypatch.setattr(phases_module.time, "time", lambda: float(next(clock)))
+    monkeypatch.setattr(bars_module.time, "time", lambda: float(next(clock)))
     with caplog.at_level(logging.INFO, logger="srlm_exp.progress"):
         bar = LoggedBar(total=8, desc="candidates (vLLM)", every=25.0)
         for _ in range(4):

@@ -38,6 +38,8 @@ class Distilled:
     """Mixin over a seed-data class: its IFT responses written by a teacher once `distill` has run
     (the world's: DistilledWorld in world/source.py)."""
 
+    files: dict[str, Path]  # the seed-data class's (SeedData.files)
+
     def _init_distill(self, teacher_path: str, refine_instructions: bool, max_new_tokens: int, temperature: float,
                       top_p: float, batch_size: int) -> None:
         check(model_path_problem(teacher_path, "teacher_path"), *sampling_problems(temperature, top_p, max_new_tokens),

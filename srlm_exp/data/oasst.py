@@ -298,7 +298,7 @@ def select_eft(candidates: list[dict], judged_scores: list[list[list[float]]],
     if not 0.0 <= max_share <= 1.0:
         raise ValueError(f"max_share must be in [0, 1], got {max_share}")
     rows: list[dict] = []
-    dropped = Counter()
+    dropped: Counter[str] = Counter()
     for i, (cand, set_scores, set_texts) in enumerate(zip(candidates, judged_scores, judgments)):
         n = len(cand["responses"])
         if len(set_scores) != n or len(set_texts) != n or len(cand["scores"]) != n:

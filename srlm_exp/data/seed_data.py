@@ -17,7 +17,7 @@ import abc
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, TypedDict, runtime_checkable
 
 from srlm_exp.artifacts import read_jsonl
 
@@ -81,12 +81,19 @@ class GradeAccuracies(Protocol):
         """{metric name: value} over `grades` (None where undefined, e.g. no graded response)."""
 
 
+class JudgmentReading(TypedDict):
+    """What a judgment got right before its score (JudgmentReader.read_judgment)."""
+
+    states_answer: bool
+    quotes_response: bool | None
+
+
 @runtime_checkable
 class JudgmentReader(Protocol):
     """Seed data that knows what its EFT judgments say before the score, and can check it (the world: the
     correct answer, then the response's answer where it is wrong)."""
 
-    def read_judgment(self, instruction: str, response: str, judgment: str) -> dict[str, bool | None] | None:
+    def read_judgment(self, instruction: str, response: str, judgment: str) -> JudgmentReading | None:
         """{"states_answer": bool, "quotes_response": bool | None}, or None when `instruction` is not gradable."""
 
 

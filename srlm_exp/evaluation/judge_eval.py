@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from srlm_exp.data.seed_data import JudgmentReader
+from srlm_exp.data.seed_data import JudgmentReader, JudgmentReading
 from srlm_exp.distributed import split_map
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.records import parse_rate
@@ -34,7 +34,7 @@ def judgment_reading(seed_data, sets, judged) -> dict[str, Any]:
     return reading_rates([r for r in reads if r is not None])
 
 
-def reading_rates(reads: Sequence[dict[str, bool | None]]) -> dict[str, float | None]:
+def reading_rates(reads: Sequence[JudgmentReading]) -> dict[str, float | None]:
     """`states_answer` and `quotes_response` over read judgments (JudgmentReader.read_judgment's dicts)."""
     quotes = [r["quotes_response"] for r in reads if r["quotes_response"] is not None]
     return {"states_answer": sum(r["states_answer"] for r in reads) / len(reads) if reads else None,

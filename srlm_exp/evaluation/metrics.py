@@ -103,11 +103,11 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Pearson correlation over pairs without NaN; None if < 2 points or zero variance."""
     if len(x) != len(y):
         raise ValueError(f"{len(x)} vs {len(y)} values")
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[ok], y[ok]
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya = xa[ok], ya[ok]
     # exact constancy check: x - x.mean() of a constant float can leave 1e-17 residue
-    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+    if xa.size < 2 or np.all(xa == xa[0]) or np.all(ya == ya[0]):
         return None
-    dx, dy = x - x.mean(), y - y.mean()
+    dx, dy = xa - xa.mean(), ya - ya.mean()
     return float((dx * dy).sum() / math.sqrt((dx**2).sum() * (dy**2).sum()))

@@ -46,7 +46,7 @@ def judged_candidates(model, tokenizer, prompts: Sequence[str], sampler: Candida
     for k, (prompt, texts, judgments, row_sources) in enumerate(zip(prompts, cands, judged, sources)):
         entries, family = [], None
         for text, judgment, source in zip(texts, judgments, row_sources):
-            gt = seed_data.grade(prompt, text) if graded else None
+            gt = seed_data.grade(prompt, text) if isinstance(seed_data, GroundTruth) else None  # = graded, narrowed
             family = family or (gt.family if gt is not None else None)
             entries.append(JudgedCandidate(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), judgment,
                                            graded=graded, gt_score=None if gt is None else gt.score,

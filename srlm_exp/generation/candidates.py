@@ -7,7 +7,7 @@ from typing import Sequence
 
 from srlm_exp.chat import prompt_ids
 from srlm_exp.checks import at_least, check, model_path_problem, require, sampling_problems
-from srlm_exp.inference.sampler import Sampling, sample
+from srlm_exp.inference.sampler import Completion, Sampling, sample
 from srlm_exp.records import CUT_OFF_RULES, CutOffRule
 
 
@@ -36,12 +36,12 @@ class CandidateSampler:
         self.sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         self.batch_size = batch_size
 
-    def sample(self, model, tokenizer, prompts: Sequence[str]) -> list[list[str]]:
+    def sample(self, model, tokenizer, prompts: Sequence[str]) -> list[list[Completion]]:
         """N sampled responses (new text only) to each prompt (each prompt read once for its N samples)."""
         return sample(model, tokenizer, [prompt_ids(tokenizer, p) for p in prompts], self.sampling, n=self.n_candidates,
                       batch_size=self.batch_size, desc="candidates")
 
-    def sample_in_loop(self, policy, tokenizer, prompts: Sequence[str], models) -> tuple[list[list[str]], list[list[str]]]:
+    def sample_in_loop(self, policy, tokenizer, prompts: Sequence[str], models) -> tuple[list[list[Completion]], list[list[str]]]:
         """Each prompt's candidates and their sources: the policy's N, then `candidates_per_model` from each
         of `candidate_models` (a frozen model with its own tokenizer, loaded through the run's ModelStore
         one at a time), in that order."""

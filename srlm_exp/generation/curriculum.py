@@ -38,6 +38,7 @@ class Curriculum:
     """No curriculum: every prompt is trained on."""
 
     by = "none"
+    widen: str  # what to change when no prompt passes: set by every curriculum that filters
 
     def difficulty(self, row: PromptCandidates) -> float:
         return math.nan

@@ -11,7 +11,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Protocol, Sequence
 
 from srlm_exp.chat import prompt_ids, raw_prompt_ids
 from srlm_exp.checks import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
@@ -261,6 +261,12 @@ class DatasetPrompts:
         return new
 
 
+class _PoolSeedData(InstructionPool, Protocol):
+    """Seed data (a SeedData) that is an InstructionPool: what InstructionPoolPrompts draws from."""
+
+    def seed_instructions(self) -> list[str]: ...
+
+
 class InstructionPoolPrompts:
     """Fresh instructions drawn from the seed data's own tasks (an InstructionPool, e.g. the embedded
     world): a stand-in for a user's unlabeled prompt set, or for the paper's prompts written by a separate
@@ -274,7 +280,8 @@ class InstructionPoolPrompts:
         check(at_least(n_prompts, 1, "n_prompts"), *_filter_problems(1, 1, rouge_threshold), at_least(max_tries, 1, "max_tries"))
         self.n_prompts, self.rouge_threshold, self.max_tries = n_prompts, rouge_threshold, max_tries
 
-    def produce(self, model, tokenizer, seed_data: InstructionPool, earlier: Sequence[str], rng: random.Random) -> list[str]:
+    def produce(self, model, tokenizer, seed_data: _PoolSeedData, earlier: Sequence[str], rng: random.Random) -> list[str]:
+        filt: ExactNoveltyFilter | PromptFilter
         if self.rouge_threshold is None:
             filt = ExactNoveltyFilter(earlier)
         else:

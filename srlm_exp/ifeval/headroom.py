@@ -42,7 +42,10 @@ def headroom(job_dir: str | Path) -> dict[str, dict[str, Any]]:
                                 "that has sampled M0 (it does so before M0's evaluation)")
     for f in files:
         for s in read_jsonl(f):
-            ids = grade(s["instruction"], "").ids  # the constraint types, in the order of each strict list
+            g = grade(s["instruction"], "")
+            if g is None:
+                raise ValueError(f"{f}: a sampled prompt is not gradable: {s['instruction']!r}")
+            ids = g.ids  # the constraint types, in the order of each strict list
             for k, cid in enumerate(ids):
                 passes = [bool(st[k]) for st in s["strict"]]
                 sampled[cid] += passes

@@ -71,7 +71,8 @@ class _Pattern:
 
 
 def _template_regex(template: str) -> tuple[str, dict[str, tuple[str, Callable[[str], Any]]]]:
-    out, fields = [], {}
+    out: list[str] = []
+    fields: dict[str, tuple[str, Callable[[str], Any]]] = {}
     for literal, name, _spec, _conv in string.Formatter().parse(template):
         out.append(re.escape(literal))
         if name is None:
@@ -80,7 +81,8 @@ def _template_regex(template: str) -> tuple[str, dict[str, tuple[str, Callable[[
             out.append(f"(?P={name})")
             continue
         if name in _NUMBERS:
-            regex, arg, conv = _NUMBER, name, int
+            regex, arg = _NUMBER, name
+            conv: Callable[[str], Any] = int
         elif name in _PLACEHOLDERS:
             regex, arg, conv = _PLACEHOLDERS[name]
         else:
@@ -99,6 +101,7 @@ def _patterns() -> tuple[_Pattern, ...]:
         with library_random(0):
             rendered = checker.build_description(**({"prompt_to_repeat": "x"} if type_id == REPEAT_PROMPT else {}))
         arg_keys = [k for k in checker.get_instruction_args_keys() if k != "prompt_to_repeat"]
+        fields: dict[str, tuple[str, Callable[[str], Any]]]
         if not arg_keys:  # a fixed text
             regex, fields = re.escape(rendered), {}
         else:

@@ -28,7 +28,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -78,7 +78,7 @@ class IFEvalSeedData(SeedData):
                  split_seed: int = 0, validation_topics: float = 0.1, eval_split: str = "test",
                  max_new_tokens: int = 256, temperature: float = 0.7, top_p: float = 0.9,
                  sizes: DictConfig | dict | None = None):
-        s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes or {})
+        s = cast(dict, OmegaConf.to_container(sizes, resolve=True)) if isinstance(sizes, DictConfig) else dict(sizes or {})
         known = set(IFEvalSizes.__dataclass_fields__)
         unknown = [k for k in s if k not in known and k not in IGNORED_SIZES]
         check(*[Problem(f"sizes.{k}", "is not a size of data=ifeval", f"use one of {', '.join(sorted(known))}")

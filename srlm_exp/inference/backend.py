@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +25,7 @@ class _Current:
 
 
 def _settings_from(node: DictConfig | dict | None) -> GenerationSettings:
-    raw: dict[str, Any] = {} if node is None else (OmegaConf.to_container(node, resolve=True)
+    raw: dict[str, Any] = {} if node is None else (cast(dict, OmegaConf.to_container(node, resolve=True))
                                                     if isinstance(node, DictConfig) else dict(node))
     return GenerationSettings(backend=raw.get("backend", "hf"), vllm=VLLMSettings(**raw.get("vllm", {})))
 

@@ -29,7 +29,7 @@ from srlm_exp.inference.vllm_engine import engine_for
 from srlm_exp.models.checkpoints import directory_of
 from srlm_exp.models.context import context_length
 from srlm_exp.models.shared_prefix import RowCache, available, forward
-from srlm_exp.phases import progress_bar
+from srlm_exp.inference.bars import progress_bar
 
 class Completion(str):
     """A continuation's text that knows whether it ended: `finished` is False when it was cut off by the

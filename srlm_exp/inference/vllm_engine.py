@@ -34,6 +34,7 @@ import os
 import random
 import time
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,7 +45,7 @@ import torch
 from srlm_exp.checks import AUTO, ConfigError, Problem
 from srlm_exp.models.context import context_length
 from srlm_exp.models.loading import release_cached_memory
-from srlm_exp.phases import LoggedBar
+from srlm_exp.inference.bars import LoggedBar
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class Engine:
             self.kv_bytes = kwargs["kv_cache_memory_bytes"] = self.kv_cache_bytes(kv_blocks)
             kwargs["max_num_seqs"] = MAX_NUM_SEQS
         with _rng_kept():  # in this process vLLM seeds the global generators: phases' streams must not move
-            self.llm = LLM(**kwargs)
+            self.llm: LLM | None = LLM(**kwargs)  # None once shut down
         _restore_threads(threads)
         self.directory, self.dtype, self.in_process = directory, dtype, in_process
         log.info("vLLM engine on %s up in %.1f s (%s%s)", directory, time.time() - t0,
@@ -224,14 +225,17 @@ class Engine:
         for i, p in enumerate(prompts):
             for j in range(n):
                 requests.append(TokensPrompt(prompt_token_ids=list(p)))
-                common = dict(max_tokens=max_new_tokens, stop_token_ids=[stop_token_id], detokenize=False,
-                              skip_special_tokens=False)
+                common: dict[str, Any] = dict(max_tokens=max_new_tokens, stop_token_ids=[stop_token_id], detokenize=False,
+                                              skip_special_tokens=False)
                 if temperature > 0:
+                    assert seeds is not None  # one per continuation whenever it samples
                     params.append(SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                                  seed=int(seeds[i * n + j]), **common))
                 else:
                     params.append(SamplingParams(temperature=0.0, **common))
-        outputs = self.llm.generate(requests, params, use_tqdm=lambda **bar: LoggedBar(**{**bar, "desc": f"{desc} (vLLM)"}))
+        if self.llm is None:
+            raise RuntimeError(f"{self.directory}: the vLLM engine was shut down")
+        outputs = self.llm.generate(requests, params, use_tqdm=partial(_logged_bar, desc))
         flat = [list(o.outputs[0].token_ids) for o in outputs]
         return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
@@ -249,6 +253,12 @@ class Engine:
             destroy_distributed_environment()
         gc.collect()
         _restore_threads(threads)
+
+
+def _logged_bar(phase: str, *args: Any, **kwargs: Any) -> LoggedBar:
+    """vLLM's bars (adding the requests, an iterable; processing them, a total), named after the phase; vLLM
+    passes its own `desc`, so the phase's name must be another parameter."""
+    return LoggedBar(*args, **{**kwargs, "desc": f"{phase} (vLLM: {kwargs.get('desc', 'generate')})"})
 
 
 def _restore_threads(threads: int) -> None:

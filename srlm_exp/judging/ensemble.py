@@ -16,8 +16,7 @@ import statistics
 from typing import Mapping, Sequence
 
 from srlm_exp.checks import check, require
-from srlm_exp.judging.judge import ScorerWithJudgePrompt
-from srlm_exp.judging.scorer import Scorer
+from srlm_exp.judging.judge import Judge, ScorerWithJudgePrompt
 from srlm_exp.records import CandidateJudgments
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def combine(scores: Sequence[float], how: str) -> tuple[float, float]:
 class EnsembleJudge(ScorerWithJudgePrompt):
     """Its members score (each any judge option); the model is trained and evaluated with the prompt this extends."""
 
-    def __init__(self, *args, members: Mapping[str, Scorer], combine: str = "mean", **kwargs):
+    def __init__(self, *args, members: Mapping[str, Judge | ScorerWithJudgePrompt], combine: str = "mean", **kwargs):
         super().__init__(*args, **kwargs)
         check(require(combine in COMBINE, "combine", f"is {combine!r}", f"choose one of {', '.join(COMBINE)}"),
               require(len(members) >= 2, "members", f"has {len(members)} judge(s)",

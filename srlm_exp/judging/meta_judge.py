@@ -172,7 +172,7 @@ class MetaJudge:
     # --- judging judgments -------------------------------------------------------------------------
     def select(self, rows: Sequence[PromptCandidates]) -> list[dict[str, Any]]:
         """The responses to meta-judge: most disagreed-on first, each with its distinct valid judgments."""
-        chosen = []
+        chosen: list[dict[str, Any]] = []
         for row in rows:
             for cand in merge_identical(row.candidates):
                 judgments: dict[str, float] = {}

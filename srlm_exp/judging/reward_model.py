@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+from functools import partial
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 import torch
 
@@ -41,12 +42,18 @@ INITS = ("m0", "m1")
 QUALITY_FILE = "quality.json"  # held-out ranking quality, beside the head
 
 
+class _RankedSeedData(RankedResponses, Protocol):
+    """Seed data (a SeedData) with ranked sets: its held-out judge-eval sets measure the reward model."""
+
+    def judge_eval_sets(self) -> list[dict[str, Any]]: ...
+
+
 class RewardModelJudge(ScorerWithJudgePrompt):
     """Scores in the loop only, with its trained reward model; the policy is evaluated with the prompt this extends."""
 
     requires: ClassVar[tuple[type, ...]] = (RankedResponses,)
 
-    def __init__(self, *args, ranked_data: RankedResponses, init: str = "m1", lr: float = 1e-4, epochs: int = 1,
+    def __init__(self, *args, ranked_data: _RankedSeedData, init: str = "m1", lr: float = 1e-4, epochs: int = 1,
                  sets_per_batch: int = 16, retrain_each_iteration: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         check(require(init in INITS, "init", f"is {init!r}", f"choose one of {', '.join(INITS)} (the backbone's start)"),
@@ -129,7 +136,7 @@ class RewardModelJudge(ScorerWithJudgePrompt):
         path = distributed.share_from_main(lambda: self.train(models))
         if self.retrain_each_iteration and iteration >= 2:
             for t in range(2, iteration + 1):  # each iteration's model from the one before (read back on resume)
-                path = distributed.share_from_main(lambda t=t, path=path: self.retrain(models, t, Path(path)))
+                path = distributed.share_from_main(partial(self.retrain, models, t, Path(path)))
         self.last_quality = json.loads((Path(path) / QUALITY_FILE).read_text())
         reward_model = RewardModel.load(Path(path), tokenizer, next(policy.parameters()).device)
         try:

@@ -3,14 +3,19 @@ states -> vocabulary logits). Training and scoring need the log-probs of a few l
 they run the decoder over every token and the head over those positions (training/label_logps.py)."""
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 # Config fields of models whose logits are more than the head's projection of the hidden states.
 _NOT_PLAIN = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
-def _base(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: LoRA layers are inside
+def _base(model: nn.Module) -> Any:
+    """The transformers model (PEFT: LoRA layers are inside), typed Any: the methods called on it (get_decoder,
+    get_output_embeddings) are its own class's, which nn.Module's typing does not know."""
+    unwrap = getattr(model, "get_base_model", None)  # a PEFT model's
+    return unwrap() if unwrap is not None else model
 
 
 def decoder_of(model: nn.Module) -> nn.Module:

@@ -6,7 +6,7 @@ import ctypes
 import gc
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -57,7 +57,8 @@ def load_model(
     if dropout is not None:
         kwargs["attention_dropout"] = dropout
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
-    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    # the embedding module's weight (typed Tensor | Module as any module attribute): [vocab, hidden]
+    if tokenizer is not None and len(tokenizer) > cast(torch.Tensor, model.get_input_embeddings().weight).shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     if tokenizer is not None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -24,7 +24,7 @@ def apply_lora(model: Any, lora_cfg: DictConfig | dict) -> Any:
     """Wrap `model` with fresh LoRA adapters as configured (r, alpha, dropout, target_modules)."""
     from peft import LoraConfig, get_peft_model
 
-    c = OmegaConf.to_container(lora_cfg, resolve=True) if isinstance(lora_cfg, DictConfig) else dict(lora_cfg)
+    c = cast(dict, OmegaConf.to_container(lora_cfg, resolve=True)) if isinstance(lora_cfg, DictConfig) else dict(lora_cfg)
     c.pop("enabled", None)
     config = LoraConfig(
         r=c.get("r", 16),

@@ -21,7 +21,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence, cast, overload
 
 import torch
 from torch import Tensor
@@ -66,7 +66,7 @@ class PrefixKV:
     keys: dict[int, Tensor] = field(default_factory=dict)
     values: dict[int, Tensor] = field(default_factory=dict)
     mask: Tensor | None = None
-    lengths: Tensor | None = None
+    lengths: Tensor = field(kw_only=True)  # always given (forward's `record`)
 
     @property
     def groups(self) -> int:
@@ -231,9 +231,10 @@ def _fused(module, query: Tensor, key: Tensor, value: Tensor, step: _Step, dropo
     per decoding step; their gradients flow back to the one forward pass that computed them."""
     R, H, L, D = query.shape
     layer, Hkv = module.layer_idx, key.shape[1]
-    keys = [level.kv.keys[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels] + [key]
-    values = [level.kv.values[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels] + [value]
-    keys, values = torch.cat(keys, dim=2), torch.cat(values, dim=2)
+    keys = torch.cat([level.kv.keys[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels]
+                     + [key], dim=2)
+    values = torch.cat([level.kv.values[layer].repeat_interleave(level.rows_per_group, dim=0) for level in step.levels]
+                       + [value], dim=2)
     if H != Hkv:
         keys, values = keys.repeat_interleave(H // Hkv, dim=1), values.repeat_interleave(H // Hkv, dim=1)
     out = torch.nn.functional.scaled_dot_product_attention(
@@ -288,11 +289,28 @@ def _using(model, step: _Step) -> Iterator[None]:
 
 def positions_after(prefixes: Sequence[PrefixKV], rows: int) -> Tensor:
     """Where each row's own tokens start: the real length of every prefix it continues."""
-    start = None
+    start: Tensor | None = None
     for p in prefixes:
         lengths = p.lengths.repeat_interleave(rows // p.groups)
         start = lengths if start is None else start + lengths
+    if start is None:
+        raise ValueError("positions_after: no prefix to start after")
     return start
+
+
+# With `record` the new tokens' PrefixKV comes back, without it None: the two signatures say so to the type checker.
+@overload
+def forward(model, input_ids: Tensor, mask: Tensor | None = ..., *, prefixes: Sequence[PrefixKV] = ...,
+            row_masks: Sequence[Tensor | None] | None = ..., cache: RowCache | None = ...,
+            positions: Tensor | None = ..., record: Literal[True], logits_to_keep: int | Tensor = ...,
+            hidden: bool = ...) -> tuple[Tensor, PrefixKV]: ...
+
+
+@overload
+def forward(model, input_ids: Tensor, mask: Tensor | None = ..., *, prefixes: Sequence[PrefixKV] = ...,
+            row_masks: Sequence[Tensor | None] | None = ..., cache: RowCache | None = ...,
+            positions: Tensor | None = ..., record: Literal[False] = ..., logits_to_keep: int | Tensor = ...,
+            hidden: bool = ...) -> tuple[Tensor, None]: ...
 
 
 def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: Sequence[PrefixKV] = (),
@@ -320,8 +338,9 @@ def forward(model, input_ids: Tensor, mask: Tensor | None = None, *, prefixes: S
     if positions is None:
         offset = positions_after(prefixes, R) if prefixes else torch.zeros(R, dtype=torch.long, device=input_ids.device)
         if prefixes and row_masks is not None:  # rows outside a prefix do not count its length
-            offset = sum(p.lengths.repeat_interleave(R // p.groups) * (rm.long() if rm is not None else 1)
-                         for p, rm in zip(prefixes, row_masks))
+            # a sum of tensors (from 0): a tensor
+            offset = cast(Tensor, sum(p.lengths.repeat_interleave(R // p.groups) * (rm.long() if rm is not None else 1)
+                                      for p, rm in zip(prefixes, row_masks)))
         positions = ((mask.long().cumsum(-1) - 1).clamp(min=0) + offset[:, None]) * mask.long()
     levels = [_Level(p, R // p.groups, None if row_masks is None else row_masks[i]) for i, p in enumerate(prefixes)]
     kept = PrefixKV(mask=mask, lengths=mask.sum(-1)) if record else None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from srlm_exp import distributed
-from srlm_exp.checks import Problem, check, require
+from srlm_exp.checks import ConfigError, Problem, check, require
 from srlm_exp.models import gguf as gguf_files  # the module, so a test can stand in for the gguf package
 from srlm_exp.models.loading import is_model_dir
 
@@ -58,8 +58,8 @@ class PackagedGGUF(GGUFModel):
     def __init__(self, package: str, file: str, install: str):
         spec = importlib.util.find_spec(package)
         if spec is None or spec.origin is None:
-            check(Problem("package", f"the model file {file} comes with the Python package {package}, which is not "
-                                     "installed", f"install it: {install}"))
+            raise ConfigError([Problem("package", f"the model file {file} comes with the Python package {package}, "
+                                                  "which is not installed", f"install it: {install}")])
         path = Path(spec.origin).parent / file
         check(require(path.is_file(), "file", f"{package} is installed but has no {file} ({path.parent})",
                       f"reinstall it: {install} --force-reinstall"))

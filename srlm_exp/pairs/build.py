@@ -61,10 +61,10 @@ def build_pairs(rows: Sequence[PromptCandidates], rule: PairRule, rng: random.Ra
             if row.cut_off is not None and not row.cut_off.may_be_chosen(chosen):
                 cut_chosen += 1
                 continue
-            pair = {"prompt_id": row.prompt_id, "instruction": row.instruction,
-                    "chosen": chosen.text, "rejected": rejected.text,
-                    "chosen_score": chosen.score, "rejected_score": rejected.score,
-                    "chosen_length": chosen.length, "rejected_length": rejected.length}
+            pair: dict[str, Any] = {"prompt_id": row.prompt_id, "instruction": row.instruction,
+                                    "chosen": chosen.text, "rejected": rejected.text,
+                                    "chosen_score": chosen.score, "rejected_score": rejected.score,
+                                    "chosen_length": chosen.length, "rejected_length": rejected.length}
             if chosen.finished is not None and rejected.finished is not None:
                 pair["chosen_finished"], pair["rejected_finished"] = chosen.finished, rejected.finished
             pairs.append(pair)
@@ -113,6 +113,6 @@ def generation_verification(rows: Sequence[PromptCandidates]) -> dict[str, Any]:
                 "best_pick_exact": mean_or_none([float(any(correct)) for _, correct in picks])}
 
     known = [r for r in rows if r.family is not None]
-    families = sorted({r.family for r in known})
+    families = sorted({r.family for r in known if r.family is not None})  # all of them: None narrowed away
     return {"gradable": len(known) / max(1, len(rows)), **summarize(known),
             "per_family": {f: summarize([r for r in known if r.family == f]) for f in families}}

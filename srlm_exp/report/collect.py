@@ -136,7 +136,7 @@ def _undefined_to_none(it: dict) -> dict:
     judgments parsed (M0 before it learns the format); then nothing was ranked and they are undefined."""
     judge = it.get("judge")
     rate = judge.get("parse_rate") if isinstance(judge, dict) else None
-    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate == 0:
+    if isinstance(judge, dict) and isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate == 0:
         return {**it, "judge": {**judge, "spearman": None, "kendall": None}}
     return it
 
@@ -166,9 +166,9 @@ def load_job(path: Path, root: Path) -> Job:
         raise ValueError(f"not UTF-8 text ({e})") from e
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    job = data.get("job") if isinstance(data.get("job"), dict) else {}
+    job = j if isinstance(j := data.get("job"), dict) else {}
     cfg, seed = _config_and_seed(job)
-    status = data.get("status") if isinstance(data.get("status"), str) else "unknown"
+    status = st if isinstance(st := data.get("status"), str) else "unknown"
     try:
         rel = str(Path(path).parent.relative_to(root)) or "."
     except ValueError:
@@ -267,7 +267,7 @@ def variant_settings(label: str) -> list[tuple[str, str]]:
     if label == "all":
         return []
     parts = re.split(r",(?=[^,=]+=)", label)
-    return [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in parts]  # type: ignore[misc]
+    return [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in parts]
 
 
 def short_names(labels: list[str]) -> tuple[str, dict[str, str]]:

@@ -64,8 +64,8 @@ def plot_metrics_over_iterations(grid: Grid, path: Path, names: dict[str, str] |
     for ax, (title, metric, ylabel) in zip(axes, ITERATION_METRICS):
         plotted = False
         for k, variant in enumerate(grid.variants):
-            pts = [(i, grid.stat((variant, i), metric)) for i in grid.iterations(variant)]
-            pts = [(i, s) for i, s in pts if s is not None]
+            found = [(i, grid.stat((variant, i), metric)) for i in grid.iterations(variant)]
+            pts = [(i, s) for i, s in found if s is not None]
             if not pts:
                 continue
             # A small x offset per variant keeps overlapping error bars readable.

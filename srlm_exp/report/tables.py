@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .aggregate import Grid, Row, format_stat, get_path, summarize
@@ -57,14 +58,14 @@ def _cell(text: object) -> str:
     return str(text).replace("|", r"\|").replace("\n", " ")
 
 
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+def markdown_table(header: list[str], rows: Sequence[Sequence[object]]) -> str:
     """GitHub-flavoured markdown table."""
     lines = ["| " + " | ".join(map(_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(map(_cell, r)) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def metric_table(grid: Grid, columns: list[tuple[str, str]]) -> str:
+def metric_table(grid: Grid, columns: Sequence[tuple[str, str | Iterable[str]]]) -> str:
     """One row per variant × model, one column per (title, dotted metric path)."""
     rows = [[v, grid.models[(v, i)], *(format_stat(grid.stat((v, i), p)) for _, p in columns)]
             for v, i in grid.rows()]
@@ -120,8 +121,8 @@ def head_to_head_rows(grid: Grid) -> list[H2H]:
                 stats = {o: grid.stat(row, (source, key, o)) for o in ("win", "tie", "loss")}
                 if all(s is None for s in stats.values()):
                     continue
-                out.append(H2H(row[0], row[1], grid.models[row], source, _opponent(grid, row, key),
-                               *(s.mean if s else None for s in stats.values()),
+                win, tie, loss = (s.mean if s else None for s in stats.values())
+                out.append(H2H(row[0], row[1], grid.models[row], source, _opponent(grid, row, key), win, tie, loss,
                                n=max(s.n for s in stats.values() if s)))
     # Read per variant and model: self-judged comparisons first, then the external judge's.
     order = {v: k for k, v in enumerate(grid.variants)}

@@ -44,13 +44,14 @@ class PolicyModule(pl.LightningModule):
 
 @torch.no_grad()
 def reference_pass(model, items: Sequence[Any], batch_size: int, collate: Callable[[list], dict],
-                   values: Callable[[Any, dict], torch.Tensor]) -> list[list[float]]:
-    """`values(model, batch)` ([items of the batch, k]) for every item, with `model` as the reference
-    policy: evaluation mode, and under LoRA its adapters disabled. The model's mode is restored after."""
+                   values: Callable[[Any, dict], torch.Tensor]) -> list[list[Any]]:
+    """`values(model, batch)` ([items of the batch, k]: k floats per item; [items, k, tokens]: k lists of floats)
+    for every item, with `model` as the reference policy: evaluation mode, and under LoRA its adapters disabled.
+    The model's mode is restored after."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out: list[list[float]] = []
+    out: list[list[Any]] = []
     with reference_context(model):
         for s in range(0, len(items), batch_size):
             batch = {k: v.to(device) for k, v in collate(list(items[s : s + batch_size])).items()}

@@ -140,6 +140,7 @@ class DPOStage(StageSettings):
         judge_rows, judge_replayed = with_replay(inputs.data_dir, t, layout.JUDGE_PAIRS, self.replay_share, inputs.seed) \
             if meta_judged else ([], 0)
         max_len = sequence_budget(self.max_len, model, "train.max_len")
+        items: list[dict[str, Any]]  # each pair's two examples, then its reference log-probs (floats)
         items = [{"chosen": chat_example(tokenizer, r["instruction"], r["chosen"], max_len, "train.max_len",
                                          ended=r.get("chosen_finished", True)),
                   "rejected": chat_example(tokenizer, r["instruction"], r["rejected"], max_len, "train.max_len",
@@ -157,11 +158,13 @@ class DPOStage(StageSettings):
                 item["ref_chosen"], item["ref_rejected"] = chosen, rejected
         collate = partial(pair_batches, pad_id=tokenizer.pad_token_id, shared_prompts=shared)
         if judge_rows:  # judge prompts (~the rubric's length) in batches of their own: see judge_pairs_apart
-            loader = DataLoader(judge_pairs_apart(items, self.batch_size, inputs.seed + t), batch_size=self.batch_size,
-                                shuffle=False, collate_fn=collate)
+            # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+            loader: DataLoader[dict[str, Any]] = DataLoader(
+                judge_pairs_apart(items, self.batch_size, inputs.seed + t),  # type: ignore[arg-type]
+                batch_size=self.batch_size, shuffle=False, collate_fn=collate)
         else:
-            loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
-                                collate_fn=collate)
+            loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                                generator=torch.Generator().manual_seed(t), collate_fn=collate)
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, nll_weight=self.nll_weight,
                            **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)

@@ -1,7 +1,7 @@
 """One place that builds a Lightning Trainer from the `trainer` config and runs a fit."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +20,9 @@ def make_trainer(
     default_root_dir: str | None = None,
 ) -> pl.Trainer:
     """A Trainer for one training stage. Checkpointing is off: stages save model directories."""
-    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True) if isinstance(trainer_cfg, DictConfig) else dict(trainer_cfg)
+    # to_container is typed as any container; a DictConfig's is a dict
+    kwargs = (cast(dict, OmegaConf.to_container(trainer_cfg, resolve=True)) if isinstance(trainer_cfg, DictConfig)
+              else dict(trainer_cfg))
     if kwargs.get("strategy") == "fsdp":  # FSDP2 over every rank `distributed.launch` started (see sharding.py)
         kwargs["strategy"] = fsdp_strategy(distributed.world_size())
     return pl.Trainer(

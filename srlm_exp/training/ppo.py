@@ -101,6 +101,7 @@ def token_logps_and_values(model, value_head: nn.Module | None, batch: dict[str,
     per_token = torch.zeros(ids.shape, dtype=logps.dtype, device=ids.device).masked_scatter(mask, logps)
     if value_head is None:
         return per_token, None
+    assert hidden is not None  # computed whenever there is a value head
     values = F.pad(value_head(hidden[:, :-1].float()).squeeze(-1), (1, 0))
     return per_token, values
 
@@ -254,8 +255,10 @@ class PPOStage(StageSettings):
         for i in items:  # whitened over the iteration
             i["advantages"] = [(a - mean) / (std + 1e-8) for a in i["advantages"]]
         ptx = self.ptx_examples(inputs, len(items), max_len) if self.ptx_coef > 0 else []
-        loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
-                            collate_fn=lambda b: _collate(b, tok.pad_token_id))
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+        loader: DataLoader[dict[str, Any]] = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                                                        generator=torch.Generator().manual_seed(t),
+                                                        collate_fn=lambda b: _collate(b, tok.pad_token_id))
         module = PPOModule(model, head, ptx, ptx_coef=self.ptx_coef, ptx_batch_size=self.ptx_batch_size, clip=self.clip,
                            value_clip=self.value_clip, value_coef=self.value_coef, seed=inputs.seed + t,
                            pad_id=tok.pad_token_id, **self.optimizer_args())

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytorch_lightning as pl
 import torch
@@ -48,7 +48,7 @@ BUILD_VERSION = 1
 def m0_fingerprint(model_cfg: Any, corpus: PretrainingCorpus, seed: int) -> str:
     """Hash of the architecture, pretraining settings, seed, the code that builds M0 and the exact texts."""
     h = hashlib.sha256()
-    cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    cfg = cast(dict, OmegaConf.to_container(model_cfg, resolve=True)) if isinstance(model_cfg, DictConfig) else model_cfg
     h.update(json.dumps({k: cfg[k] for k in ("architecture", "pretrain")}, sort_keys=True).encode())
     h.update(f"seed={seed};build={BUILD_VERSION}".encode())
     for module in (__file__, tokenizer_module.__file__):  # code that builds M0 changed -> rebuild

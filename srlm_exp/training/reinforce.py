@@ -121,8 +121,10 @@ class ReinforceStage(StageSettings):
 
             for item, (lp,) in zip(items, split_map(reference, items)):
                 item["ref_logp"] = lp
-        loader = DataLoader(items, batch_size=self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(t),
-                            collate_fn=lambda b: _collate(b, tok.pad_token_id))
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+        loader: DataLoader[dict[str, Any]] = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                                                        generator=torch.Generator().manual_seed(t),
+                                                        collate_fn=lambda b: _collate(b, tok.pad_token_id))
         module = ReinforceModule(model, kl_coef=self.kl_coef, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"rollouts": len(items), "replayed_prompts": replayed, **dropped}

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from srlm_exp.chat import chat_example
+from srlm_exp.chat import ChatExample, chat_example
 from srlm_exp.checks import check
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.models.shared_prefix import available
@@ -51,8 +51,9 @@ class SeedSFTStage(StageSettings):
         # dataset, so DDP's sampler still splits it evenly across ranks).
         batches = length_grouped_batches([len(e.input_ids) for e in examples], self.batch_size, inputs.seed)
         examples = [examples[i] for b in batches for i in b]
-        loader = DataLoader(examples, batch_size=self.batch_size, shuffle=False,
-                            collate_fn=lambda b: collate_with_prefix(b, tok.pad_token_id, prefix))
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+        loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=False,  # type: ignore[arg-type]
+                                                     collate_fn=lambda b: collate_with_prefix(b, tok.pad_token_id, prefix))
         module = SFTModule(model, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"ift": len(ift), "eft": len(eft), **({"meta_eft": len(meta)} if meta else {})}

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from srlm_exp.chat import IGNORE_INDEX, chat_example
+from srlm_exp.chat import IGNORE_INDEX, ChatExample, chat_example
 from srlm_exp.checks import check, require
 from srlm_exp.models.context import sequence_budget
 from srlm_exp.pairs.build import accepted_candidates, training_target
@@ -68,9 +68,10 @@ class TopCandidateSFTStage(StageSettings):
         if len(examples) < self.min_examples:
             raise too_little_aift_data(data_dir, f"iteration {inputs.iteration}: only {len(examples)} prompts have a "
                                        f"scored candidate in {data_dir}/candidates.jsonl", self.min_examples)
-        loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(inputs.iteration),
-                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+        loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                                                     generator=torch.Generator().manual_seed(inputs.iteration),
+                                                     collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
         module = SFTModule(model, log_prefix="sft_top", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "replayed_prompts": replayed}
@@ -105,9 +106,10 @@ class RejectionSamplingSFTStage(TopCandidateSFTStage):
             raise too_little_aift_data(data_dir, f"iteration {inputs.iteration}: only {len(examples)} candidates in "
                                        f"{data_dir}/candidates.jsonl score at least train.min_score={self.min_score:g}",
                                        self.min_examples)
-        loader = DataLoader(examples, batch_size=self.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(inputs.iteration),
-                            collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+        # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
+        loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
+                                                     generator=torch.Generator().manual_seed(inputs.iteration),
+                                                     collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
         module = SFTModule(model, log_prefix="rft", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "prompts": prompts, "replayed_prompts": replayed}

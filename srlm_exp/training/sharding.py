@@ -41,7 +41,8 @@ def is_sharded(model: nn.Module) -> bool:
 
 def _base_model(model: nn.Module) -> nn.Module:
     """The transformers model under a peft wrapper (whose own class lists no layers)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    unwrap = getattr(model, "get_base_model", None)  # a PEFT model's (nn.Module's typing does not know the method)
+    return unwrap() if unwrap is not None else model
 
 
 def layer_classes(model: nn.Module) -> set[str]:

@@ -93,7 +93,7 @@ TASK_LIST_HEADER = (
 
 
 def _task_list_document(rng: random.Random, held_out: set[str]) -> str:
-    tasks = []
+    tasks: list[str] = []
     while len(tasks) < rng.randint(4, 8):
         task = sample_task(rng)
         if task.instruction not in held_out:
@@ -110,7 +110,7 @@ def self_instruct_request(examples: list[str]) -> str:
 
 
 def _self_instruct_row(rng: random.Random, pool: list[str], held_out: set[str]) -> dict[str, Any]:
-    new = []
+    new: list[str] = []
     while len(new) < 3:
         task = sample_task(rng)
         if task.instruction not in held_out and task.instruction not in pool:
@@ -165,7 +165,7 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
 
     rng = _rng(seed, "judge_eval")
     held_out = {t.instruction for t in eval_tasks}
-    judge_rows = []
+    judge_rows: list[dict[str, Any]] = []
     for task in _tasks(rng, sizes.judge_eval, held_out, unique=True):
         scores = rng.sample(range(N_SCORES), n_cand)
         responses = [response_with_score(task, s, rng) for s in scores]
@@ -192,7 +192,7 @@ def build_world(out_dir: str | Path, seed: int, sizes: WorldSizes) -> dict[str, 
     eft_rows = []
     score_cycle: list[int] = []
     for task in _tasks(rng, sizes.eft, held_out, unique=False):
-        scores: list[int] = []
+        scores = []  # list[int], as in the judge-eval loop above
         while len(scores) < sizes.eft_per_set:
             if not score_cycle:
                 score_cycle = rng.sample(range(N_SCORES), N_SCORES)

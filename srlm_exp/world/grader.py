@@ -10,6 +10,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from srlm_exp.data.seed_data import JudgmentReading
+
 from .tasks import FAMILIES, Task, normalize_ws, parse_instruction
 
 __all__ = [
@@ -86,7 +88,7 @@ def grade_task(task: Task, response: str) -> Grade:
     truth = normalize_ws(task.answer)
     checks = (
         lambda: pred is not None and family.answer_type_ok(pred),
-        lambda: family.close(task, pred),
+        lambda: pred is not None and family.close(task, pred),
         lambda: pred == truth,
         lambda: _well_formed(response),
         lambda: normalize_ws(response) == canonical_response(task),
@@ -151,7 +153,7 @@ _STATED_TRUTH_RE = re.compile(r"The correct answer is (.*?)\.(?:\s|$)")
 _QUOTED_RE = re.compile(r"The response says (.*?), which")
 
 
-def read_judgment(task: Task, response: str, text: str) -> dict[str, bool | None]:
+def read_judgment(task: Task, response: str, text: str) -> JudgmentReading:
     """What a judgment in the world's format got right before its score (judgment() writes the target):
     `states_answer`, whether the correct answer it states is the true one (False when it states none);
     `quotes_response`, whether the answer it quotes from the response is the response's own (None when it

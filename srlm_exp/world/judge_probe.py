@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from srlm_exp.data.seed_data import JudgmentReading
 from srlm_exp.evaluation.judge_eval import reading_rates
 from srlm_exp.evaluation.metrics import judge_metrics
 from srlm_exp.judging.judge import Judge
@@ -44,7 +45,7 @@ def probe_metrics(sets: Sequence[tuple[Task, list[str]]], judgments: Sequence[Se
                   scores: Sequence[Sequence[float]], top_score: float = 5) -> dict[str, Any]:
     """Metrics of one kind of set: `states_answer` and `quotes_response` (as the judge eval's, also per
     family), and the ranking metrics of judge_metrics (pairwise_acc, spearman, ...) against the grader."""
-    reads = defaultdict(list)
+    reads: defaultdict[str, list[JudgmentReading]] = defaultdict(list)
     for (task, responses), texts in zip(sets, judgments):
         reads[task.family] += [read_judgment(task, r, text) for r, text in zip(responses, texts)]
     truth = [[grade_task(t, r).score for r in rs] for t, rs in sets]
@@ -86,7 +87,7 @@ def probe(model, tokenizer, judge, n_tasks: int = 150, seed: int = 0, batch_size
 
 def main(argv: Sequence[str] | None = None) -> None:
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -100,8 +101,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.tasks < 1:
         ap.error(f"--tasks is {args.tasks}; probe at least 1 task (default 150)")
     cfg = OmegaConf.load(args.judge)
-    if cfg.get("_target_") != "srlm_exp.judging.judge.Judge":
-        ap.error(f"--judge {args.judge} is not a pointwise judge prompt (its _target_ is {cfg.get('_target_')!r}); "
+    target = cfg.get("_target_") if isinstance(cfg, DictConfig) else None  # a YAML list has none
+    if target != "srlm_exp.judging.judge.Judge":
+        ap.error(f"--judge {args.judge} is not a pointwise judge prompt (its _target_ is {target!r}); "
                  "the probe reads pointwise judgments, e.g. conf/judge/additive5.yaml")
     judge = instantiate(cfg)
     tokenizer, model = load_tokenizer(args.model), load_model(args.model).eval()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.artifacts import read_jsonl
 from srlm_exp.checks import Problem, at_least, check, require
 from srlm_exp.data.distill import Distilled
-from srlm_exp.data.seed_data import SeedData
+from srlm_exp.data.seed_data import JudgmentReading, SeedData
 from srlm_exp.world.grader import JUDGMENT_PHRASES, Grade, grade, read_judgment
 from srlm_exp.world.judge_prompt import PAPER_JUDGE_PROMPT
 from srlm_exp.world.build import N_SCORES, SELF_INSTRUCT_FAMILY, WorldSizes, build_world
@@ -28,7 +28,7 @@ class WorldSeedData(SeedData):
         self.name = name
         self.seed = int(seed)
         self.use_eft = bool(eft)
-        s = OmegaConf.to_container(sizes, resolve=True) if isinstance(sizes, DictConfig) else dict(sizes)
+        s = cast(dict, OmegaConf.to_container(sizes, resolve=True)) if isinstance(sizes, DictConfig) else dict(sizes)
         known = set(WorldSizes.__dataclass_fields__)
         check(*[Problem(f"sizes.{k}", "is not a size of the world", f"use one of {', '.join(sorted(known))}")
                 for k in s if k not in known])
@@ -94,7 +94,7 @@ class WorldSeedData(SeedData):
     def grade(self, instruction: str, response: str) -> Grade | None:
         return grade(instruction, response)
 
-    def read_judgment(self, instruction: str, response: str, judgment: str) -> dict[str, bool | None] | None:
+    def read_judgment(self, instruction: str, response: str, judgment: str) -> JudgmentReading | None:
         task = parse_instruction(instruction)
         return None if task is None else read_judgment(task, response, judgment)
 
