@@ -43,14 +43,16 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == n or key.startswith(n + ".") for n in prefixes)
+
+
 def _neutral(key: str) -> bool:
-    return any(key == n or key.startswith(n + ".") for n in NEUTRAL)
+    return _under(key, NEUTRAL)
 
 
 def _makes_candidates(key: str) -> bool:
-    def under(prefixes):
-        return any(key == n or key.startswith(n + ".") for n in prefixes)
-    return under(CANDIDATE_SETTINGS) and not under(TRAINING_ONLY)
+    return _under(key, CANDIDATE_SETTINGS) and not _under(key, TRAINING_ONLY)
 
 
 def changed_settings(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
