@@ -16,9 +16,8 @@ progress_log = logging.getLogger("srlm_exp.progress")  # the logger of the phase
 
 
 class LoggedBar(tqdm):
-    """Progress within a phase for a log file (nohup, SLURM): draws nothing, and logs `desc: n/total done, rate,
-    elapsed, ETA` at most every `every` seconds, and once at the end of work that took that long; a generation of
-    22 minutes otherwise showed no line between its start and its end. Rank 0 speaks for all ranks."""
+    """Draws nothing; logs `desc: n/total after T (rate, ETA)` at most every `every` seconds, and a last line at
+    the end of work that took that long. Rank 0 speaks for all ranks."""
 
     def __init__(self, *args, every: float = PROGRESS_EVERY_SECONDS, **kwargs):
         kwargs["file"] = io.StringIO()  # tqdm's own frames go nowhere
