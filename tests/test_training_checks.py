@@ -159,8 +159,7 @@ class _LinearPolicy(PolicyModule):
     """The shared optimizer and schedule on a one-weight model; records the learning rate of each step."""
 
     def __init__(self, lr: float, min_lr: float, warmup_steps: int):
-        super().__init__(torch.nn.Linear(1, 1))
-        self.save_hyperparameters(dict(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=0.0))
+        super().__init__(torch.nn.Linear(1, 1), lr, min_lr, warmup_steps, weight_decay=0.0, log_prefix="linear")
         self.seen: list[float] = []
 
     def training_step(self, batch, batch_idx):

@@ -13,14 +13,16 @@ from srlm_exp.training.sharding import is_sharded, shard
 
 
 class PolicyModule(pl.LightningModule):
-    """Subclasses call `self.save_hyperparameters(ignore=["model"])` with lr, min_lr, warmup_steps and
-    weight_decay among their arguments (models are never captured in hparams: that would serialize
-    the weights into every checkpoint)."""
+    """The optimizer's settings and the metrics' prefix are typed attributes, read by the code; subclasses also
+    call `self.save_hyperparameters(ignore=["model"])`, which only logs their arguments (`hparams/<stage>/` in
+    W&B; models are never captured in hparams: that would serialize the weights into every checkpoint)."""
 
-    def __init__(self, model):
+    def __init__(self, model, lr: float, min_lr: float, warmup_steps: int, weight_decay: float, log_prefix: str):
         super().__init__()
         self.model = model
         self.strict_loading = not is_lora(model)  # LoRA checkpoints hold the adapters only
+        self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
+        self.log_prefix = log_prefix
 
     def configure_model(self) -> None:
         # Lightning calls this before every fit; only trainer=fsdp (ModelParallelStrategy) sets a device mesh.
@@ -32,14 +34,13 @@ class PolicyModule(pl.LightningModule):
             checkpoint["state_dict"] = adapter_only(checkpoint["state_dict"], self)
 
     def configure_optimizers(self):
-        h = self.hparams
-        return adamw_with_cosine(self, self.model.parameters(), h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
+        return adamw_with_cosine(self, self.model.parameters(), self.lr, self.min_lr, self.warmup_steps, self.weight_decay)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # The learning rate this step takes, beside the stage's loss (`dpo/lr`, as TRL logs `lr`): the warm-up
         # and the cosine decay are visible, and a stage whose rate decayed to nothing explains a flat loss.
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log(f"{self.hparams.get('log_prefix', 'train')}/lr", lr, on_step=True, on_epoch=False, batch_size=1)
+        self.log(f"{self.log_prefix}/lr", lr, on_step=True, on_epoch=False, batch_size=1)
 
 
 @torch.no_grad()

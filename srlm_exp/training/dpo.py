@@ -82,21 +82,22 @@ class DPOModule(PolicyModule):
 
     def __init__(self, model, beta: float = 0.1, loss_type: str = "sigmoid", lr: float = 1e-6, min_lr: float = 1e-7,
                  warmup_steps: int = 0, weight_decay: float = 0.0, nll_weight: float = 0.0, log_prefix: str = "dpo"):
-        super().__init__(model)
+        super().__init__(model, lr, min_lr, warmup_steps, weight_decay, log_prefix)
+        self.beta, self.loss_type, self.nll_weight = beta, loss_type, nll_weight
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
         n = batch["input_ids"].shape[0] // 2
-        logps, lengths = policy_logps(self.model, batch, self.hparams.loss_type, with_lengths=True)
+        logps, lengths = policy_logps(self.model, batch, self.loss_type, with_lengths=True)
         ref = batch["ref_logps"].to(logps.dtype)
-        losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.hparams.beta,
-                                         loss_type=self.hparams.loss_type)
+        losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.beta,
+                                         loss_type=self.loss_type)
         loss = losses.mean()
         log = dict(on_step=True, on_epoch=False, batch_size=n)
-        if self.hparams.nll_weight > 0:
-            sums = logps[:n] * lengths[:n] if length_averaged(self.hparams.loss_type) else logps[:n]
+        if self.nll_weight > 0:
+            sums = logps[:n] * lengths[:n] if length_averaged(self.loss_type) else logps[:n]
             nll = -(sums / lengths[:n]).mean()
-            loss = loss + self.hparams.nll_weight * nll
+            loss = loss + self.nll_weight * nll
             self.log("dpo/chosen_nll", nll, **log)
         self.log("dpo/loss", loss, prog_bar=True, **log)
         self.log("dpo/chosen_reward", cr.mean(), **log)

@@ -154,36 +154,36 @@ class PPOModule(PolicyModule):
                  ptx_batch_size: int = 8, clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5,
                  lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0, weight_decay: float = 0.0, seed: int = 0,
                  pad_id: int = 0, log_prefix: str = "ppo"):
-        super().__init__(model)
+        super().__init__(model, lr, min_lr, warmup_steps, weight_decay, log_prefix)
+        self.clip, self.value_clip, self.value_coef = clip, value_clip, value_coef
+        self.ptx_coef, self.ptx_batch_size = ptx_coef, ptx_batch_size
         self.value_head = value_head
         self.ptx_examples, self.pad_id = list(ptx_examples), pad_id
         self.ptx_rng = random.Random(f"ppo-ptx:{seed}")
         self.save_hyperparameters(ignore=["model", "value_head", "ptx_examples"])
 
     def configure_optimizers(self):
-        h = self.hparams
         params = list(self.model.parameters()) + list(self.value_head.parameters())
-        return adamw_with_cosine(self, params, h.lr, h.min_lr, h.warmup_steps, h.weight_decay)
+        return adamw_with_cosine(self, params, self.lr, self.min_lr, self.warmup_steps, self.weight_decay)
 
     def training_step(self, batch, batch_idx):
-        h = self.hparams
         logps, values = token_logps_and_values(self.model, self.value_head, batch)
         mask = response_mask(batch["labels"]).to(logps.dtype)
-        policy = clipped_policy_loss(logps, batch["old_logps"], batch["advantages"], mask, h.clip)
-        value = clipped_value_loss(values, batch["old_values"], batch["returns"], mask, h.value_clip)
-        loss = policy + h.value_coef * value
+        policy = clipped_policy_loss(logps, batch["old_logps"], batch["advantages"], mask, self.clip)
+        value = clipped_value_loss(values, batch["old_values"], batch["returns"], mask, self.value_clip)
+        loss = policy + self.value_coef * value
         log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
-        if h.ptx_coef > 0 and self.ptx_examples:
-            rows = self.ptx_rng.sample(self.ptx_examples, min(h.ptx_batch_size, len(self.ptx_examples)))
+        if self.ptx_coef > 0 and self.ptx_examples:
+            rows = self.ptx_rng.sample(self.ptx_examples, min(self.ptx_batch_size, len(self.ptx_examples)))
             ptx = {k: v.to(logps.device) for k, v in collate_examples(rows, self.pad_id).items()}
             lm = self.model(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"], labels=ptx["labels"]).loss
-            loss = loss + h.ptx_coef * lm
+            loss = loss + self.ptx_coef * lm
             self.log("ppo/ptx_lm", lm, **log)
         ratio = torch.exp(logps - batch["old_logps"])
         self.log("ppo/loss", loss, prog_bar=True, **log)
         self.log("ppo/policy", policy, **log)
         self.log("ppo/value", value, **log)
-        self.log("ppo/clipped_share", (((ratio - 1).abs() > h.clip).to(mask.dtype) * mask).sum() / mask.sum(), **log)
+        self.log("ppo/clipped_share", (((ratio - 1).abs() > self.clip).to(mask.dtype) * mask).sum() / mask.sum(), **log)
         return loss
 
 

@@ -75,14 +75,15 @@ def _collate(items: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
 class ReinforceModule(PolicyModule):
     def __init__(self, model, kl_coef: float = 0.05, lr: float = 1e-5, min_lr: float = 1e-6, warmup_steps: int = 0,
                  weight_decay: float = 0.0, log_prefix: str = "reinforce"):
-        super().__init__(model)
+        super().__init__(model, lr, min_lr, warmup_steps, weight_decay, log_prefix)
+        self.kl_coef = kl_coef
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
         logps = response_logps(self.model, batch)[0]
         ref, adv = batch["ref_logps"].to(logps.dtype), batch["advantages"].to(logps.dtype)
-        loss = rloo_loss(logps, ref, adv, self.hparams.kl_coef)
-        log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
+        loss = rloo_loss(logps, ref, adv, self.kl_coef)
+        log: dict[str, Any] = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
         self.log("reinforce/loss", loss, prog_bar=True, **log)
         self.log("reinforce/kl", (logps - ref).mean(), **log)
         self.log("reinforce/advantage_abs", adv.abs().mean(), **log)

@@ -32,14 +32,14 @@ class SFTModule(PolicyModule):
         weight_decay: float = 0.0,
         log_prefix: str = "sft",
     ):
-        super().__init__(model)
+        super().__init__(model, lr, min_lr, warmup_steps, weight_decay, log_prefix)
         self.save_hyperparameters(ignore=["model"])
 
     def training_step(self, batch, batch_idx):
         # Logits only where a label is predicted; a shared prefix forwarded once (training/shared_batches.py).
         loss = causal_lm_loss(self.model, batch)
         n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-        p = self.hparams.log_prefix
+        p = self.log_prefix
         self.log(f"{p}/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log(f"{p}/response_tokens", n_tokens.float(), reduce_fx="sum", batch_size=batch["input_ids"].shape[0])
         return loss
