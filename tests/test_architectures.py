@@ -10,6 +10,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import run_job
+from movement import assert_trained_after_m1
 from srlm_exp.chat import chat_example
 from srlm_exp.models.loading import MissingChatTemplateError, load_tokenizer
 from srlm_exp.world import random_model
@@ -81,6 +82,7 @@ def test_random_model_runs_the_whole_loop(arch, extra, world_texts, tmp_path):
     for t in (2, 3):  # AIFT(M1) and AIFT(M2) held preference pairs and DPO trained on them
         assert summary["iterations"][t]["pairs"]["n"] > 0
         assert (out / f"iteration_{t}" / "pairs.jsonl").stat().st_size > 0
+    assert_trained_after_m1(out)
     for t in (1, 2, 3):  # every M(t) is a plain model dir of the same architecture, own template kept
         d = out / f"iteration_{t}" / "model"
         assert json.loads((d / "config.json").read_text())["model_type"] == arch

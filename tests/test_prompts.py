@@ -130,6 +130,7 @@ def test_smoke_loop_reaches_m3_with_the_seed_004_instruction_generator(tmp_path)
     import json
 
     from conftest import run_job
+    from movement import assert_trained_after_m1
 
     # The world's M(t) never learned this request (its IFT teaches the paper's <task> format), so its
     # "instructions" are not world tasks: the oracle cannot grade them, the model's own judge still scores them.
@@ -137,3 +138,4 @@ def test_smoke_loop_reaches_m3_with_the_seed_004_instruction_generator(tmp_path)
     run_job(["debug=smoke", "logger=none", f"hydra.run.dir={out}", "prompts=instruction_generator"], tmp_path / "run.log")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished" and [e["iteration"] for e in summary["iterations"]] == [0, 1, 2, 3]
+    assert_trained_after_m1(out)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import LORA_SMOKE, run_job
+from movement import assert_moved_where_rewarded
 from srlm_exp.records import CandidateJudgments, JudgedCandidate, PromptCandidates
 from srlm_exp.training.reinforce import rloo_advantages, rloo_loss, rollouts
 
@@ -68,3 +69,4 @@ def test_smoke_loop_reaches_m3_with_reinforce(extra, tmp_path):
         trained = json.loads((job / f"iteration_{t}" / "training.json").read_text())
         assert trained["rollouts"] > 0 and not math.isnan(trained["rollouts"])
         assert (job / f"iteration_{t}" / "model" / "config.json").exists()
+    assert_moved_where_rewarded(job)

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from conftest import LORA_SMOKE, compose, run_job
+from movement import assert_moved_where_rewarded, assert_trained_after_m1
 from srlm_exp.artifacts import write_jsonl
 from srlm_exp.checks import ConfigError
 from srlm_exp.config import validate
@@ -49,3 +50,7 @@ def test_smoke_loop_replays_earlier_data_from_m3_on(train, key, extra, tmp_path)
     trained = {t: json.loads((out / f"iteration_{t}" / "training.json").read_text()) for t in (2, 3)}
     assert trained[2][key] == 0  # M2: nothing earlier to replay
     assert trained[3][key] > 0
+    if train == "reinforce":
+        assert_moved_where_rewarded(out)
+    else:
+        assert_trained_after_m1(out)
