@@ -81,6 +81,15 @@ def training_problems(lr: Any, min_lr: Any, warmup_steps: Any, epochs: Any, max_
             at_least(batch_size, 1, "batch_size"), max_len_problem(max_len)]
 
 
+def micro_batch_problem(value: Any, batch_size: Any, key: str = "micro_batch_size") -> Problem | None:
+    """null (the whole batch at once) or a whole number of rows from 1 to the batch size."""
+    ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1
+                           and (not isinstance(batch_size, int) or value <= batch_size))
+    return require(ok, key, f"is {value!r}, must be null or a whole number from 1 to batch_size={batch_size}",
+                   f"set {key}=null (the whole batch in one pass) or fewer rows per pass (the same gradient, less "
+                   "memory for activations)")
+
+
 def model_path_problem(value: Any, key: str) -> Problem | None:
     """A local model path must be a directory with a config.json; a hub name ("org/name") is left to the
     loader (nothing is downloaded to check it). Catches a mistyped path before anything trains, instead of

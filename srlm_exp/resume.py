@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 # Settings that change how a run is watched or how much memory it takes, not what it writes (and the switch
 # itself). vLLM's KV cache size changes how many sequences run at once; each keeps its own seed, so a phase
-# draws alike (batch shapes can still round floats differently, as thread counts do).
+# draws alike; micro-batches take the same optimizer steps (batch shapes can still round floats differently,
+# as thread counts do).
 NEUTRAL = ("logger", "paths", "resume_anyway", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
-           "generation.vllm.cpu_kv_cache_gib")
+           "generation.vllm.cpu_kv_cache_gib", "seed_sft.micro_batch_size", "train.micro_batch_size")
 
 
 # What a prompt's judged candidates depend on. A job branched with `--with-candidates` (branch.py) holds another

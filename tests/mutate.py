@@ -37,13 +37,23 @@ def _mutant_fit(fit):
 
 pl.Trainer.fit = _mutant_fit(pl.Trainer.fit)
 '''
-_NO_STEP = "model.optimizer_step = lambda epoch, batch_idx, optimizer, optimizer_closure=None: optimizer_closure()"
-_FLIP = '''step = model.training_step
+# The modules optimise by hand (training/base.py): the optimizer's own step and the backward pass are the points
+# to cut. Written for `model` at 8 spaces of indentation; `_indented` moves them.
+_NO_STEP = '''configure = model.configure_optimizers
 
-        def flipped(*a, **k):
-            out = step(*a, **k)
-            return {**out, "loss": -out["loss"]} if isinstance(out, dict) else -out
-        model.training_step = flipped'''
+        def without_step():
+            out = configure()
+            optimizer = out["optimizer"] if isinstance(out, dict) else out
+            optimizer.step = lambda closure=None: closure() if closure is not None else None
+            return out
+        model.configure_optimizers = without_step'''
+_FLIP = '''backward = model.manual_backward
+        model.manual_backward = lambda loss, *a, **k: backward(-loss, *a, **k)'''
+
+
+def _indented(code: str, spaces: int, name: str = "model") -> str:
+    return code.replace("model.", f"{name}.").replace("\n        ", "\n" + " " * spaces)
+
 
 # (file, text that must be there, its replacement)
 MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
@@ -58,7 +68,7 @@ MUTATIONS: dict[str, list[tuple[str, str, str]]] = {
          "    def run_fit(self, callbacks: list[pl.Callback], t: int = 1):\n"
          "        def fit(module, loader, epochs: int, max_steps: int):\n"
          "            if t >= 2:\n"
-         f"                {_NO_STEP.replace('model.', 'module.')}\n"),
+         f"                {_indented(_NO_STEP, 16, 'module')}\n"),
     ],
 }
 

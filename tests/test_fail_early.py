@@ -59,6 +59,8 @@ CATALOGUE = [
     (["prompts=dataset", "prompts.path={a_dir}"], "prompts.path"),
     (["train.lr=-1.0"], "train.lr"),
     (["train.batch_size=0"], "train.batch_size"),
+    (["train.micro_batch_size=999"], "train.micro_batch_size"),             # more rows per pass than the batch has
+    (["seed_sft.micro_batch_size=0"], "seed_sft.micro_batch_size"),
     (["judge.temperature=-0.5"], "judge.temperature"),
     (["judge.score_range=[5,0]"], "judge.score_range"),
     (["seed_sft.lr=nan"], "seed_sft.lr"),
@@ -149,7 +151,8 @@ def test_a_changed_config_is_refused_on_resume_and_names_every_changed_key(exist
 
 
 def test_settings_that_change_no_artifact_do_not_count(existing_job):
-    same = compose(["debug=smoke", "logger=wandb", f"+output_dir={existing_job}", "trainer.enable_progress_bar=true"])
+    same = compose(["debug=smoke", "logger=wandb", f"+output_dir={existing_job}", "trainer.enable_progress_bar=true",
+                    "train.micro_batch_size=1", "seed_sft.micro_batch_size=2"])  # the same steps, in smaller passes
     assert check_resume(existing_job, same) == []
 
 

@@ -94,12 +94,11 @@ def _hand_loss(model, items, loss_type: str, refs: list[tuple[float, float]], nl
     return sum(losses) / len(losses) + nll_weight * sum(nlls) / len(nlls)
 
 
-@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")  # a bare module: no trainer to log to
 @pytest.mark.parametrize("shared_prompts", [False, True], ids=["plain", "shared_prompts"])
 @pytest.mark.parametrize("loss_type,nll_weight", [("sigmoid", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("sigmoid", 0.5),
                                                   ("ipo", 0.5)])
 def test_the_dpo_loss_equals_the_hand_computed_one(policy, items, loss_type, nll_weight, shared_prompts):
-    """DPOModule.training_step on a batch against the formula on full-logits log-probs."""
+    """DPOModule's loss on a batch against the formula on full-logits log-probs."""
     model, tok = policy
     # Per-token averages for IPO, sums otherwise, near the policy's own (~ -40 to -70 per response here), so
     # that the hinge is not clamped at 0 for most pairs.
@@ -107,7 +106,7 @@ def test_the_dpo_loss_equals_the_hand_computed_one(policy, items, loss_type, nll
     batch = pair_batches([{"chosen": i["chosen"], "rejected": i["rejected"], "ref_chosen": c, "ref_rejected": r}
                           for i, (c, r) in zip(items, refs)], tok.pad_token_id, shared_prompts)
     with torch.no_grad():
-        got = DPOModule(model, beta=BETA, loss_type=loss_type, nll_weight=nll_weight).training_step(batch, 0).item()
+        got = DPOModule(model, beta=BETA, loss_type=loss_type, nll_weight=nll_weight).loss(batch)[0].item()
     expected = _hand_loss(model, items, loss_type, refs, nll_weight)
     assert expected > 0.05  # not a loss at its clamp (the hinge's 0), where any policy log-probs would agree
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-5)
@@ -162,9 +161,12 @@ class _LinearPolicy(PolicyModule):
         super().__init__(torch.nn.Linear(1, 1), lr, min_lr, warmup_steps, weight_decay=0.0, log_prefix="linear")
         self.seen: list[float] = []
 
-    def training_step(self, batch, batch_idx):
+    def rows(self, batch):
+        return batch.shape[0]
+
+    def loss(self, batch):
         self.seen.append(self.trainer.optimizers[0].param_groups[0]["lr"])
-        return self.model(batch).pow(2).mean()
+        return self.model(batch).pow(2).mean(), {}
 
 
 @pytest.mark.parametrize("epochs,max_steps", [(3, -1), (10, 7)], ids=["epochs", "max_steps"])

@@ -29,6 +29,7 @@ from srlm_exp.training.dpo import DPOStage
 from srlm_exp.training.fit import make_trainer
 from srlm_exp.training.ppo import PPOStage
 from srlm_exp.training.reinforce import ReinforceStage
+from srlm_exp.training.seed_sft import SeedSFTStage
 from srlm_exp.training.sft import RejectionSamplingSFTStage, TopCandidateSFTStage
 from srlm_exp.training.stage import StageInputs
 from srlm_exp.world import random_model
@@ -195,3 +196,64 @@ def test_ppo_raises_the_high_reward_answers_probability(policy_dir, tasks, tmp_p
     assert after["margin"] - before["margin"] > MOVED, (before, after)
     head = torch.load(tmp_path / "job" / "iteration_2" / "value_head.pt")
     assert head["weight"].abs().sum() > 0  # the value head, zero at the start, learned too
+
+
+# --- micro-batches: the same steps with a fraction of the activations ------------------------------------
+
+def _weights(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+class _SeedRows:
+    """Seed data and judge for the seed SFT stage (M1): the tasks' correct answers as IFT rows, and EFT rows in a
+    judge format whose shared rubric each batch forwards once (training/shared_batches.py)."""
+
+    RUBRIC = "Review the answer below and score it from 0 to 5, one point for each part it gets right. " * 3
+
+    def __init__(self, tasks):
+        self.tasks = tasks
+
+    def ift(self):
+        return [{"instruction": i, "response": g} for i, g, _ in self.tasks]
+
+    def eft_rows(self, seed_data):
+        return [{"instruction": f"{self.RUBRIC}\nQuestion: {i}\nAnswer: {a}", "response": f"Score: {score}"}
+                for i, g, b in self.tasks for a, score in ((g, 5), (b, 0))]
+
+
+def _seed_rows(inputs: StageInputs, tasks) -> None:
+    inputs.seed_data = inputs.judge = _SeedRows(tasks)
+
+
+def _pairs(inputs: StageInputs, tasks) -> None:
+    _write_pairs(inputs.data_dir, tasks)
+
+
+def _candidates(inputs: StageInputs, tasks) -> None:
+    _write_candidates(inputs.data_dir, tasks)
+
+
+@pytest.mark.parametrize("make_stage,data", [
+    (lambda **k: DPOStage(nll_weight=0.5, **k), _pairs),
+    (lambda **k: TopCandidateSFTStage(**k), _candidates),
+    (lambda **k: SeedSFTStage(**{n: v for n, v in k.items() if n != "min_examples"}), _seed_rows),
+    (lambda **k: ReinforceStage(**k), _candidates),
+    (lambda **k: PPOStage(ptx_coef=0.0, **k), _candidates),
+], ids=["dpo_nll", "sft", "seed_sft", "reinforce", "ppo"])
+def test_micro_batches_take_the_same_steps_as_whole_batches(policy_dir, tasks, tmp_path, make_stage, data):
+    """train.micro_batch_size=3 on batches of 4 (micro-batches of 3 and 1 rows, each padded to its own
+    longest): each micro-batch counts by its share of the batch (rows; label tokens for SFT and PPO, whose
+    losses are per-token means), so the fit ends where whole batches end. Measured: the two fits' weights
+    differ by 1e-7 to 6e-7 of the update (float summation order); micro-batches counted by rows in a per-token
+    loss, or counted equally, end 3e-2 to 0.5 of the update away."""
+    start = _weights(_fresh(policy_dir)[0])
+    ends = []
+    for micro in (None, 3):
+        model, tok = _fresh(policy_dir)
+        inputs = _inputs(tmp_path / f"micro_{micro}", tok)
+        data(inputs, tasks)
+        make_stage(micro_batch_size=micro, **FIT).fit(model, inputs)
+        ends.append(_weights(model))
+    update = (ends[0] - start).norm()
+    assert update > 1e-2  # the fits trained
+    assert (ends[1] - ends[0]).norm() < 1e-4 * update

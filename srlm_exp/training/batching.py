@@ -1,8 +1,8 @@
-"""Batches of chat examples for the training modules: right-padded tensors, and a batch order that keeps
-examples of similar length together."""
+"""Batches of chat examples for the training modules: right-padded tensors, a batch order that keeps
+examples of similar length together, and batches split into micro-batches."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -29,3 +29,15 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, b
     batches = [rows[k : k + batch_size] for _, rows in sorted(buckets.items()) for k in range(0, len(rows), batch_size)]
     batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
     return [b for b in batches if len(b) == batch_size] + [b for b in batches if len(b) < batch_size]
+
+
+def in_micro_batches(collate: Callable[[list], Any], micro_batch_size: int | None) -> Callable[[list], Any]:
+    """A collate function for one optimizer step's rows: `collate` of the whole batch, or with `micro_batch_size`
+    a list of `collate` of each run of that many rows, each padded to its own longest row. The training modules
+    forward and backpropagate one micro-batch at a time (training/base.py): same gradient, less memory."""
+    if micro_batch_size is None:
+        return collate
+
+    def micro_batched(items: list) -> list:
+        return [collate(items[k : k + micro_batch_size]) for k in range(0, len(items), micro_batch_size)]
+    return micro_batched

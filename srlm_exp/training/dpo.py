@@ -86,28 +86,23 @@ class DPOModule(PolicyModule):
         self.beta, self.loss_type, self.nll_weight = beta, loss_type, nll_weight
         self.save_hyperparameters(ignore=["model"])
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch):
         n = batch["input_ids"].shape[0] // 2
         logps, lengths = policy_logps(self.model, batch, self.loss_type, with_lengths=True)
         ref = batch["ref_logps"].to(logps.dtype)
         losses, cr, rr = preference_loss(logps[:n], logps[n:], ref[:n], ref[n:], beta=self.beta,
                                          loss_type=self.loss_type)
         loss = losses.mean()
-        log = dict(on_step=True, on_epoch=False, batch_size=n)
+        metrics = {"dpo/chosen_reward": cr.mean(), "dpo/rejected_reward": rr.mean(), "dpo/margin": (cr - rr).mean(),
+                   "dpo/accuracy": (cr > rr).float().mean(),
+                   "dpo/logps_chosen": logps[:n].mean(),  # TRL's logps/chosen: likelihood displacement
+                   "dpo/logps_rejected": logps[n:].mean()}
         if self.nll_weight > 0:
             sums = logps[:n] * lengths[:n] if length_averaged(self.loss_type) else logps[:n]
             nll = -(sums / lengths[:n]).mean()
             loss = loss + self.nll_weight * nll
-            self.log("dpo/chosen_nll", nll, **log)
-        self.log("dpo/loss", loss, prog_bar=True, **log)
-        self.log("dpo/chosen_reward", cr.mean(), **log)
-        self.log("dpo/rejected_reward", rr.mean(), **log)
-        self.log("dpo/margin", (cr - rr).mean(), **log)
-        self.log("dpo/accuracy", (cr > rr).float().mean(), **log)
-        self.log("dpo/logps_chosen", logps[:n].mean(), **log)  # TRL's logps/chosen: likelihood displacement
-        self.log("dpo/logps_rejected", logps[n:].mean(), **log)
-        return loss
-
+            metrics["dpo/chosen_nll"] = nll
+        return loss, metrics
 
 
 class DPOStage(StageSettings):
@@ -118,8 +113,8 @@ class DPOStage(StageSettings):
 
     def __init__(self, name: str = "dpo", loss_type: str = "sigmoid", beta: float = 0.1, reference: str = "previous",
                  lr: float = 1e-6, min_lr: float = 1e-7, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1,
-                 batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0,
-                 nll_weight: float = 0.0, replay_share: float = 0.0):
+                 batch_size: int = 16, max_len: int | str = "auto", micro_batch_size: int | None = None,
+                 min_examples: int = 8, weight_decay: float = 0.0, nll_weight: float = 0.0, replay_share: float = 0.0):
         check(self.reference_setting(reference),
               require(loss_type in LOSS_TYPES, "loss_type", f"is {loss_type!r}", f"choose one of {', '.join(LOSS_TYPES)}"),
               require(nll_weight >= 0, "nll_weight", f"is {nll_weight}", "set it to 0 (plain DPO) or a positive weight"),
@@ -127,7 +122,8 @@ class DPOStage(StageSettings):
               positive(beta, "beta", "set beta > 0 (the paper's DPO: 0.1)"),
               *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
               *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len,
+                                 micro_batch_size=micro_batch_size))
         self.name, self.loss_type, self.beta, self.nll_weight = name, loss_type, beta, nll_weight
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
@@ -162,10 +158,10 @@ class DPOStage(StageSettings):
             # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
             loader: DataLoader[dict[str, Any]] = DataLoader(
                 judge_pairs_apart(items, self.batch_size, inputs.seed + t),  # type: ignore[arg-type]
-                batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+                batch_size=self.batch_size, shuffle=False, collate_fn=self.collate(collate))
         else:
             loader = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
-                                generator=torch.Generator().manual_seed(t), collate_fn=collate)
+                                generator=torch.Generator().manual_seed(t), collate_fn=self.collate(collate))
         module = DPOModule(model, beta=self.beta, loss_type=self.loss_type, nll_weight=self.nll_weight,
                            **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)

@@ -23,16 +23,30 @@ def make_trainer(
     # to_container is typed as any container; a DictConfig's is a dict
     kwargs = (cast(dict, OmegaConf.to_container(trainer_cfg, resolve=True)) if isinstance(trainer_cfg, DictConfig)
               else dict(trainer_cfg))
+    # The modules optimise by hand (micro-batches, training/base.py), where Lightning refuses its own clipping.
+    clipping = ClipGradients(kwargs.pop("gradient_clip_val", None), kwargs.pop("gradient_clip_algorithm", None) or "norm")
     if kwargs.get("strategy") == "fsdp":  # FSDP2 over every rank `distributed.launch` started (see sharding.py)
         kwargs["strategy"] = fsdp_strategy(distributed.world_size())
     return pl.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
         logger=logger if logger is not None else False,
-        callbacks=list(callbacks),
+        callbacks=[*callbacks, clipping],  # last: other callbacks see the gradients unclipped, as in Lightning
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=default_root_dir,
         **kwargs,
     )
+
+
+class ClipGradients(pl.Callback):
+    """`trainer.gradient_clip_val` (and `_algorithm`), applied where Lightning's automatic optimisation applies
+    them: after the backward passes and every `on_before_optimizer_step` hook, before the optimizer's step."""
+
+    def __init__(self, value: float | None, algorithm: str = "norm"):
+        self.value, self.algorithm = value, algorithm
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        if self.value:
+            pl_module.clip_gradients(optimizer, gradient_clip_val=self.value, gradient_clip_algorithm=self.algorithm)

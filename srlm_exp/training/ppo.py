@@ -166,25 +166,28 @@ class PPOModule(PolicyModule):
         params = list(self.model.parameters()) + list(self.value_head.parameters())
         return adamw_with_cosine(self, params, self.lr, self.min_lr, self.warmup_steps, self.weight_decay)
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch):
         logps, values = token_logps_and_values(self.model, self.value_head, batch)
         mask = response_mask(batch["labels"]).to(logps.dtype)
         policy = clipped_policy_loss(logps, batch["old_logps"], batch["advantages"], mask, self.clip)
         value = clipped_value_loss(values, batch["old_values"], batch["returns"], mask, self.value_clip)
-        loss = policy + self.value_coef * value
-        log = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
-        if self.ptx_coef > 0 and self.ptx_examples:
-            rows = self.ptx_rng.sample(self.ptx_examples, min(self.ptx_batch_size, len(self.ptx_examples)))
-            ptx = {k: v.to(logps.device) for k, v in collate_examples(rows, self.pad_id).items()}
-            lm = self.model(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"], labels=ptx["labels"]).loss
-            loss = loss + self.ptx_coef * lm
-            self.log("ppo/ptx_lm", lm, **log)
         ratio = torch.exp(logps - batch["old_logps"])
-        self.log("ppo/loss", loss, prog_bar=True, **log)
-        self.log("ppo/policy", policy, **log)
-        self.log("ppo/value", value, **log)
-        self.log("ppo/clipped_share", (((ratio - 1).abs() > self.clip).to(mask.dtype) * mask).sum() / mask.sum(), **log)
-        return loss
+        return policy + self.value_coef * value, {
+            "ppo/policy": policy, "ppo/value": value,
+            "ppo/clipped_share": (((ratio - 1).abs() > self.clip).to(mask.dtype) * mask).sum() / mask.sum()}
+
+    def weight(self, batch) -> float:
+        """The policy and value losses are means over response tokens."""
+        return float(response_mask(batch["labels"]).sum())
+
+    def step_loss(self):
+        """PPO-ptx: the language-model loss on a batch of IFT rows, once per step whatever the micro-batches."""
+        if self.ptx_coef <= 0 or not self.ptx_examples:
+            return None
+        rows = self.ptx_rng.sample(self.ptx_examples, min(self.ptx_batch_size, len(self.ptx_examples)))
+        ptx = {k: v.to(self.device) for k, v in collate_examples(rows, self.pad_id).items()}
+        lm = self.model(input_ids=ptx["input_ids"], attention_mask=ptx["attention_mask"], labels=ptx["labels"]).loss
+        return self.ptx_coef * lm, {"ppo/ptx_lm": lm}
 
 
 class PPOStage(StageSettings):
@@ -194,7 +197,8 @@ class PPOStage(StageSettings):
                  clip: float = 0.2, value_clip: float = 0.2, value_coef: float = 0.5, ptx_coef: float = 1.0,
                  ptx_batch_size: int = 8, center_rewards: bool = True, lr: float = 1e-5, min_lr: float = 1e-6,
                  warmup_steps: int = 0, epochs: int = 2, max_steps: int = -1, batch_size: int = 16,
-                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
+                 max_len: int | str = "auto", micro_batch_size: int | None = None, min_examples: int = 8,
+                 weight_decay: float = 0.0, replay_share: float = 0.0):
         check(self.reference_setting(reference),
               at_least(beta, 0, "beta", "set beta >= 0 (InstructGPT: 0.02)"),
               require(isinstance(gamma, (int, float)) and 0 < gamma <= 1, "gamma", f"is {gamma!r}", "set gamma in (0, 1]"),
@@ -203,7 +207,8 @@ class PPOStage(StageSettings):
               at_least(ptx_coef, 0, "ptx_coef"), at_least(ptx_batch_size, 1, "ptx_batch_size"),
               *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
               *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len,
+                                 micro_batch_size=micro_batch_size))
         self.name, self.beta, self.gamma, self.lam = name, beta, gamma, lam
         self.clip, self.value_clip, self.value_coef = clip, value_clip, value_coef
         self.ptx_coef, self.ptx_batch_size, self.center_rewards = ptx_coef, ptx_batch_size, center_rewards
@@ -258,7 +263,7 @@ class PPOStage(StageSettings):
         # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
         loader: DataLoader[dict[str, Any]] = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
                                                         generator=torch.Generator().manual_seed(t),
-                                                        collate_fn=lambda b: _collate(b, tok.pad_token_id))
+                                                        collate_fn=self.collate(lambda b: _collate(b, tok.pad_token_id)))
         module = PPOModule(model, head, ptx, ptx_coef=self.ptx_coef, ptx_batch_size=self.ptx_batch_size, clip=self.clip,
                            value_clip=self.value_clip, value_coef=self.value_coef, seed=inputs.seed + t,
                            pad_id=tok.pad_token_id, **self.optimizer_args())

@@ -79,15 +79,11 @@ class ReinforceModule(PolicyModule):
         self.kl_coef = kl_coef
         self.save_hyperparameters(ignore=["model"])
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch):
         logps = response_logps(self.model, batch)[0]
         ref, adv = batch["ref_logps"].to(logps.dtype), batch["advantages"].to(logps.dtype)
-        loss = rloo_loss(logps, ref, adv, self.kl_coef)
-        log: dict[str, Any] = dict(on_step=True, on_epoch=False, batch_size=logps.shape[0])
-        self.log("reinforce/loss", loss, prog_bar=True, **log)
-        self.log("reinforce/kl", (logps - ref).mean(), **log)
-        self.log("reinforce/advantage_abs", adv.abs().mean(), **log)
-        return loss
+        return rloo_loss(logps, ref, adv, self.kl_coef), {"reinforce/kl": (logps - ref).mean(),
+                                                          "reinforce/advantage_abs": adv.abs().mean()}
 
 
 class ReinforceStage(StageSettings):
@@ -95,12 +91,14 @@ class ReinforceStage(StageSettings):
 
     def __init__(self, name: str = "reinforce", kl_coef: float = 0.05, reference: str = "previous", lr: float = 1e-5,
                  min_lr: float = 1e-6, warmup_steps: int = 0, epochs: int = 1, max_steps: int = -1, batch_size: int = 16,
-                 max_len: int | str = "auto", min_examples: int = 8, weight_decay: float = 0.0, replay_share: float = 0.0):
+                 max_len: int | str = "auto", micro_batch_size: int | None = None, min_examples: int = 8,
+                 weight_decay: float = 0.0, replay_share: float = 0.0):
         check(self.reference_setting(reference),
               at_least(kl_coef, 0, "kl_coef", "set kl_coef >= 0 (0 = no KL penalty)"),
               *self.aift_settings(min_examples=min_examples, replay_share=replay_share),
               *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len,
+                                 micro_batch_size=micro_batch_size))
         self.name, self.kl_coef = name, kl_coef
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
@@ -125,7 +123,7 @@ class ReinforceStage(StageSettings):
         # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
         loader: DataLoader[dict[str, Any]] = DataLoader(items, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
                                                         generator=torch.Generator().manual_seed(t),
-                                                        collate_fn=lambda b: _collate(b, tok.pad_token_id))
+                                                        collate_fn=self.collate(lambda b: _collate(b, tok.pad_token_id)))
         module = ReinforceModule(model, kl_coef=self.kl_coef, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"rollouts": len(items), "replayed_prompts": replayed, **dropped}

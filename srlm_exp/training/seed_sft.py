@@ -3,6 +3,7 @@ response tokens only (conf/seed_sft/default.yaml)."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from torch.utils.data import DataLoader
@@ -21,9 +22,11 @@ log = logging.getLogger(__name__)
 
 class SeedSFTStage(StageSettings):
     def __init__(self, lr: float = 1e-3, min_lr: float = 2e-4, warmup_steps: int = 10, epochs: int = 3,
-                 max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", weight_decay: float = 0.0):
+                 max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", micro_batch_size: int | None = None,
+                 weight_decay: float = 0.0):
         check(*self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len,
+                                 micro_batch_size=micro_batch_size))
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
         return self._fit(model, inputs, with_eft=True)
@@ -53,7 +56,8 @@ class SeedSFTStage(StageSettings):
         examples = [examples[i] for b in batches for i in b]
         # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
         loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=False,  # type: ignore[arg-type]
-                                                     collate_fn=lambda b: collate_with_prefix(b, tok.pad_token_id, prefix))
+                                                     collate_fn=self.collate(partial(collate_with_prefix, pad_id=tok.pad_token_id,
+                                                                                     prefix=prefix)))
         module = SFTModule(model, **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"ift": len(ift), "eft": len(eft), **({"meta_eft": len(meta)} if meta else {})}

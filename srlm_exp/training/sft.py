@@ -23,6 +23,8 @@ from srlm_exp.training.stage import StageInputs, StageSettings, too_little_aift_
 
 
 class SFTModule(PolicyModule):
+    logged_weight = "response_tokens"  # each step's count of label tokens, beside its loss
+
     def __init__(
         self,
         model,
@@ -35,14 +37,13 @@ class SFTModule(PolicyModule):
         super().__init__(model, lr, min_lr, warmup_steps, weight_decay, log_prefix)
         self.save_hyperparameters(ignore=["model"])
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch):
         # Logits only where a label is predicted; a shared prefix forwarded once (training/shared_batches.py).
-        loss = causal_lm_loss(self.model, batch)
-        n_tokens = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-        p = self.log_prefix
-        self.log(f"{p}/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        self.log(f"{p}/response_tokens", n_tokens.float(), reduce_fx="sum", batch_size=batch["input_ids"].shape[0])
-        return loss
+        return causal_lm_loss(self.model, batch), {}
+
+    def weight(self, batch) -> float:
+        """The loss is a mean over label tokens (Hugging Face's causal-LM loss): a micro-batch counts by its own."""
+        return float((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 class TopCandidateSFTStage(StageSettings):
@@ -50,11 +51,13 @@ class TopCandidateSFTStage(StageSettings):
     the same ranking DPO's pairs come from (identical samples merged, their judgments pooled)."""
 
     def __init__(self, name: str = "sft", lr: float = 5.5e-6, min_lr: float = 1.1e-6, warmup_steps: int = 0,
-                 epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto", min_examples: int = 8,
-                 weight_decay: float = 0.0, replay_share: float = 0.0):
+                 epochs: int = 1, max_steps: int = -1, batch_size: int = 16, max_len: int | str = "auto",
+                 micro_batch_size: int | None = None, min_examples: int = 8, weight_decay: float = 0.0,
+                 replay_share: float = 0.0):
         check(*self.aift_settings(min_examples=min_examples, replay_share=replay_share),
               *self.fit_settings(lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len))
+                                 epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_len=max_len,
+                                 micro_batch_size=micro_batch_size))
         self.name = name
 
     def fit(self, model, inputs: StageInputs) -> dict[str, Any]:
@@ -71,7 +74,7 @@ class TopCandidateSFTStage(StageSettings):
         # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
         loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
                                                      generator=torch.Generator().manual_seed(inputs.iteration),
-                                                     collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+                                                     collate_fn=self.collate(lambda b: collate_examples(b, tok.pad_token_id)))
         module = SFTModule(model, log_prefix="sft_top", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "replayed_prompts": replayed}
@@ -109,7 +112,7 @@ class RejectionSamplingSFTStage(TopCandidateSFTStage):
         # torch types DataLoader's dataset as a Dataset; a list is a map-style dataset at runtime
         loader: DataLoader[ChatExample] = DataLoader(examples, batch_size=self.batch_size, shuffle=True,  # type: ignore[arg-type]
                                                      generator=torch.Generator().manual_seed(inputs.iteration),
-                                                     collate_fn=lambda b: collate_examples(b, tok.pad_token_id))
+                                                     collate_fn=self.collate(lambda b: collate_examples(b, tok.pad_token_id)))
         module = SFTModule(model, log_prefix="rft", **self.optimizer_args())
         inputs.run_fit(module, loader, self.epochs, self.max_steps)
         return {"examples": len(examples), "prompts": prompts, "replayed_prompts": replayed}

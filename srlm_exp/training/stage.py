@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from srlm_exp import layout
-from srlm_exp.checks import Problem, at_least, require, training_problems
+from srlm_exp.checks import Problem, at_least, micro_batch_problem, require, training_problems
+from srlm_exp.training.batching import in_micro_batches
 from srlm_exp.training.replay import replay_share_problem
 
 # The reference policy of the stages that have one (DPO, RLOO, PPO).
@@ -82,12 +83,18 @@ class StageSettings:
     trains_on_judge_pairs = False
 
     def fit_settings(self, *, lr: float, min_lr: float, warmup_steps: int, weight_decay: float, epochs: int,
-                     max_steps: int, batch_size: int, max_len: int | str) -> list[Problem | None]:
+                     max_steps: int, batch_size: int, max_len: int | str,
+                     micro_batch_size: int | None = None) -> list[Problem | None]:
         """Optimizer, schedule and batches; the problems with them."""
         self.lr, self.min_lr, self.warmup_steps, self.weight_decay = lr, min_lr, warmup_steps, weight_decay
         self.epochs, self.max_steps, self.batch_size, self.max_len = epochs, max_steps, batch_size, max_len
+        self.micro_batch_size = micro_batch_size
         return [*training_problems(lr, min_lr, warmup_steps, epochs, max_steps, batch_size, max_len),
-                at_least(weight_decay, 0, "weight_decay")]
+                at_least(weight_decay, 0, "weight_decay"), micro_batch_problem(micro_batch_size, batch_size)]
+
+    def collate(self, collate: Callable[[list], Any]) -> Callable[[list], Any]:
+        """The DataLoader's collate function: `collate` per batch, or per micro-batch (micro_batch_size)."""
+        return in_micro_batches(collate, self.micro_batch_size)
 
     def aift_settings(self, *, min_examples: int, replay_share: float) -> list[Problem | None]:
         """For the stages of M(t >= 2), which train on AIFT(M(t-1)): how little is too little, replay."""
