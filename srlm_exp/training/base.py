@@ -55,15 +55,16 @@ class PolicyModule(pl.LightningModule):
         weights = [self.weight(b) for b in micro_batches]
         total = sum(weights) or 1.0  # a batch with nothing to learn from contributes 0
         optimizer = self.optimizers()
+        assert not isinstance(optimizer, list)  # configure_optimizers gives one
         optimizer.zero_grad()
-        step: torch.Tensor | float = 0.0
-        metrics: dict[str, torch.Tensor | float] = {}
+        step = torch.zeros(())
+        metrics: dict[str, torch.Tensor] = {}
         for micro_batch, w in zip(micro_batches, weights):
             loss, values = self.loss(micro_batch)
             self.manual_backward(loss * (w / total))
-            step = step + loss.detach() * (w / total)
+            step = step.to(loss.device) + loss.detach() * (w / total)
             for name, value in values.items():
-                metrics[name] = metrics.get(name, 0.0) + value.detach() * (w / total)
+                metrics[name] = metrics.get(name, torch.zeros((), device=value.device)) + value.detach() * (w / total)
         extra = self.step_loss()
         if extra is not None:
             loss, values = extra
