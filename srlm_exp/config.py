@@ -18,10 +18,19 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from srlm_exp.checks import ConfigError, Problem, at_least, check, model_path_problem, require
-from srlm_exp.data.seed_data import GroundTruth, RankedResponses
+from srlm_exp.data.seed_data import GroundTruth, RankedResponses, SeedData
+from srlm_exp.generation.candidates import CandidateSampler
+from srlm_exp.generation.curriculum import Curriculum
+from srlm_exp.generation.prompts import PromptSource
 from srlm_exp.inference.backend import generation_problems
-from srlm_exp.judging.meta_judge import meta_judge_problems
+from srlm_exp.judging.meta_judge import MetaJudge, meta_judge_problems
+from srlm_exp.judging.pairwise import PairwiseJudge
+from srlm_exp.judging.scorer import Scorer
 from srlm_exp.models.context import context_problems
+from srlm_exp.models.sources import ModelSource
+from srlm_exp.pairs.build import PairRule
+from srlm_exp.training.seed_sft import SeedSFTStage
+from srlm_exp.training.stage import TrainStage
 
 # `${srlm.if:COND,A,B}` in a config: A where COND is true, else B. A model's defaults use it for settings that
 # depend on another (LoRA trains adapters that start at zero: a ~10x larger step than full fine-tuning).
@@ -33,17 +42,17 @@ if not OmegaConf.has_resolver("srlm.if"):
 class Components:
     """Everything a run is composed of, instantiated from the config."""
 
-    seed_data: Any
-    model_source: Any
-    seed_sft: Any
-    train_stage: Any
-    judge: Any
-    pair_rule: Any
-    prompt_source: Any
-    sampler: Any
-    curriculum: Any
-    meta_judge: Any = None   # None: meta_judge=none
-    external_judge: Any = None  # eval.external_judge, built only where eval.judge_model is set
+    seed_data: SeedData
+    model_source: ModelSource
+    seed_sft: SeedSFTStage
+    train_stage: TrainStage
+    judge: Scorer
+    pair_rule: PairRule
+    prompt_source: PromptSource
+    sampler: CandidateSampler
+    curriculum: Curriculum
+    meta_judge: MetaJudge | None = None   # None: meta_judge=none
+    external_judge: PairwiseJudge | None = None  # eval.external_judge, built only where eval.judge_model is set
 
 
 # config key -> component name; each node has a `_target_`

@@ -110,8 +110,9 @@ class Loop:
         """Train M(t) from M(t-1) with its stage (the seed SFT for M1); unless M(t) is the last model, make
         AIFT(M(t)) with it once M(t) is on disk."""
         pl.seed_everything(self.cfg.seed + t, workers=True)
-        if t == 1 and isinstance(self.seed_data, Distilled):  # dSFT: the teacher writes M1's IFT responses
-            distributed.share_from_main(lambda: self.seed_data.distill(DistillTools(models.load_checkpoint, release)))
+        distilled = self.seed_data
+        if t == 1 and isinstance(distilled, Distilled):  # dSFT: the teacher writes M1's IFT responses
+            distributed.share_from_main(lambda: distilled.distill(DistillTools(models.load_checkpoint, release)))
         if t == 1 and isinstance(self.seed_data, ModelJudgedEFT):
             self.seed_data.build_eft(self.eft_tools(models))
         release_engine()  # after the seed data's own generation: the engine would hold its model through training

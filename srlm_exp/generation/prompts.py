@@ -11,7 +11,7 @@ import logging
 import random
 import re
 from pathlib import Path
-from typing import ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol, Sequence
 
 from srlm_exp.chat import prompt_ids, raw_prompt_ids
 from srlm_exp.checks import ConfigError, Problem, at_least, check, model_path_problem, require, sampling_problems
@@ -22,6 +22,14 @@ from srlm_exp.models.loading import load_model, load_tokenizer
 
 log = logging.getLogger(__name__)
 _TASK_RE = re.compile(r"<task>(.*?)</task>", re.S)
+
+
+class PromptSource(Protocol):
+    """What AIFT asks of `prompts` (conf/prompts/*.yaml): one iteration's new prompts."""
+
+    def produce(self, model: Any, tokenizer: Any, seed_data: Any, earlier: Sequence[str], rng: random.Random) -> list[str]:
+        """New prompts, none of them in `earlier` (the prompts of former iterations)."""
+        ...
 
 
 class NotEnoughPromptsError(RuntimeError):

@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from srlm_exp import distributed
 from srlm_exp.checks import ConfigError, Problem, check, require
 from srlm_exp.models import gguf as gguf_files  # the module, so a test can stand in for the gguf package
 from srlm_exp.models.loading import is_model_dir
+
+
+class ModelSource(Protocol):
+    """What the loop asks of `model.source` (this module's sources, the tiny model's TinyWorldModel)."""
+
+    def m0(self, model_cfg: Any, seed_data: Any, cache_dir: Any, trainer_cfg: Any, seed: int) -> str:
+        """M0's directory (or hub name), built or converted into the cache where it must be."""
+        ...
+
+    def checkpoint_dir(self, model_cfg: Any, cache_dir: Any) -> Path | None:
+        """The local checkpoint `m0` will give, where it is known before the run; else None."""
+        ...
 
 
 class PretrainedModel:
